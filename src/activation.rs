@@ -1,0 +1,337 @@
+//! Elementwise activations: one generic layer, [`Elementwise`], driven by a
+//! tiny kernel per activation ([`ElementwiseFn`]: the value, the derivative,
+//! and whether the derivative is written from the output or the input).
+//!
+//! | layer | `y = f(x)` | `dy/dx` | cached |
+//! |---|---|---|---|
+//! | [`Sigmoid`] | `1 / (1 + e^-x)` | `y (1 - y)` | `y` |
+//! | [`Tanh`] | `tanh x` | `1 - y² = (1 - y)(1 + y)` | `y` |
+//! | [`Relu`] | `max(x, 0)` | `1` if `x > 0`, else `0` | `y` |
+
+use std::fmt::Debug;
+
+use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, ShapeBuilder};
+
+use crate::kernels;
+use crate::layer::{Layer, LayerError};
+use crate::math;
+use crate::real::Real;
+
+/// Which value an activation's derivative is written in terms of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DerivativeFrom {
+    /// `dy/dx` is a function of `y`: the layer caches its output.
+    Output,
+    /// `dy/dx` is a function of `x`: the layer caches its input.
+    Input,
+}
+
+/// One elementwise activation: its value and its derivative.
+///
+/// Implement this to add an activation; [`Elementwise`] supplies the layer,
+/// the caching, the vectorised loops and every memory layout.
+/// Both methods must be branch-free in spirit (`if` on floats is fine: it
+/// becomes a blend) and `#[inline(always)]`, so the slice loops vectorise.
+pub trait ElementwiseFn<F: Real>: Clone + Debug {
+    /// Name used in error messages.
+    const NAME: &'static str;
+    /// Whether [`derivative`](Self::derivative) takes `y` or `x`.
+    const DERIVATIVE_FROM: DerivativeFrom;
+    /// `f(x)`.
+    fn value(&self, x: F) -> F;
+    /// `f'(x)`, written in terms of the cached value (`y` or `x`, per [`Self::DERIVATIVE_FROM`]).
+    fn derivative(&self, cached: F) -> F;
+}
+
+/// The logistic sigmoid kernel, for [`Sigmoid`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SigmoidFn;
+
+impl<F: Real> ElementwiseFn<F> for SigmoidFn {
+    const NAME: &'static str = "Sigmoid";
+    const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Output;
+
+    #[inline(always)]
+    fn value(&self, x: F) -> F {
+        math::sigmoid(x)
+    }
+
+    #[inline(always)]
+    fn derivative(&self, y: F) -> F {
+        y * (F::ONE - y)
+    }
+}
+
+/// The hyperbolic tangent kernel, for [`Tanh`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TanhFn;
+
+impl<F: Real> ElementwiseFn<F> for TanhFn {
+    const NAME: &'static str = "Tanh";
+    const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Output;
+
+    #[inline(always)]
+    fn value(&self, x: F) -> F {
+        math::tanh(x)
+    }
+
+    #[inline(always)]
+    fn derivative(&self, y: F) -> F {
+        // (1 - y)(1 + y) rather than 1 - y²: where |y| → 1, 1 - |y| is exact
+        // (Sterbenz) while y² has already rounded.
+        (F::ONE - y) * (F::ONE + y)
+    }
+}
+
+/// The rectified linear unit kernel, for [`Relu`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReluFn;
+
+impl<F: Real> ElementwiseFn<F> for ReluFn {
+    const NAME: &'static str = "Relu";
+    const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Output;
+
+    #[inline(always)]
+    fn value(&self, x: F) -> F {
+        // `x <= 0` is false for NaN, so NaN passes through (f32::max would drop it).
+        if x <= F::zero() { F::zero() } else { x }
+    }
+
+    #[inline(always)]
+    fn derivative(&self, y: F) -> F {
+        // y > 0 iff x > 0. Otherwise y is 0 (derivative 0, also at x = 0) or NaN (NaN).
+        if y > F::zero() { F::ONE } else { y }
+    }
+}
+
+/// An elementwise activation layer over arrays of any dimension.
+///
+/// Use it through its aliases: [`Sigmoid`], [`Tanh`], [`Relu`]. It caches
+/// `y` or `x` (see [`ElementwiseFn::DERIVATIVE_FROM`]) and reuses its buffers
+/// while the shape stays the same, so the view-returning methods
+/// ([`forward_view`](Self::forward_view), [`backward_view`](Self::backward_view),
+/// [`backward_into`](Self::backward_into)) allocate nothing in a steady
+/// training loop. [`Layer::forward`] and [`Layer::backward`] return owned
+/// copies of the same results.
+///
+/// Any input layout works (views that are transposed, sliced with steps or
+/// reversed give the same numbers as a contiguous copy); contiguous inputs in
+/// either memory order take the vectorised path.
+#[derive(Clone, Debug)]
+pub struct Elementwise<A, F, D: Dimension> {
+    act: A,
+    /// `y` or `x`, per `A::DERIVATIVE_FROM`.
+    cache: Option<Array<F, D>>,
+    /// The output buffer, when the cache holds `x`.
+    output: Option<Array<F, D>>,
+    /// The buffer behind [`Elementwise::backward_view`].
+    grad: Option<Array<F, D>>,
+}
+
+/// Logistic sigmoid layer, elementwise over arrays of any dimension.
+///
+/// ```text
+/// y = σ(x) = 1 / (1 + e^-x)
+/// dy/dx = e^-x / (1 + e^-x)² = σ(x) · (1 - σ(x)) = y (1 - y)
+/// ```
+/// The derivative follows from `d/dx (1 + e^-x)^-1 = -(1 + e^-x)^-2 · (-e^-x)`,
+/// and `e^-x / (1 + e^-x) = 1 - σ(x)`. Backward is `dL/dx = g · y · (1 - y)`.
+///
+/// | input | output | note |
+/// |---|---|---|
+/// | `+∞` | `1` | |
+/// | `-∞` | `0` | |
+/// | `x < -88` (`f32`), `x < -708` (`f64`) | subnormal, then `0` | relative precision is kept while `σ(x)` is a normal float |
+/// | `NaN` | `NaN` | backward too |
+///
+/// Where `y` rounds to 1 (`x > 17` in `f32`), the cached-output derivative is 0.
+///
+/// # Example
+/// ```
+/// use ndlayers::prelude::*;
+/// use ndlayers::ndarray::array;
+///
+/// let mut sigmoid = Sigmoid::new();
+/// let y = sigmoid.forward(array![[0.0_f64, 2.0], [-2.0, 40.0]].view())?;
+/// assert_eq!(y[[0, 0]], 0.5);
+/// let dx = sigmoid.backward(array![[1.0, 1.0], [1.0, 1.0]].view())?;
+/// assert_eq!(dx[[0, 0]], 0.25); // σ'(0) = 1/4
+/// # Ok::<(), LayerError>(())
+/// ```
+pub type Sigmoid<F, D> = Elementwise<SigmoidFn, F, D>;
+
+/// Hyperbolic tangent layer, elementwise over arrays of any dimension.
+///
+/// ```text
+/// y = tanh x = (e^x - e^-x) / (e^x + e^-x)
+/// dy/dx = 1 - tanh² x = 1 - y²
+/// ```
+/// Backward is `dL/dx = g · (1 - y)(1 + y)`.
+///
+/// | input | output |
+/// |---|---|
+/// | `±∞` | `±1` |
+/// | tiny `x` (e.g. `1e-10`) | `x` to full relative precision |
+/// | `±0` | `±0` |
+/// | `NaN` | `NaN` (backward too) |
+///
+/// # Example
+/// ```
+/// use ndlayers::prelude::*;
+/// use ndlayers::ndarray::array;
+///
+/// let mut tanh = Tanh::new();
+/// let y = tanh.forward(array![0.0_f32, 1e-10, 1e30].view())?;
+/// assert_eq!(y, array![0.0, 1e-10, 1.0]);
+/// let dx = tanh.backward(array![1.0, 1.0, 1.0].view())?;
+/// assert_eq!(dx, array![1.0, 1.0, 0.0]);
+/// # Ok::<(), LayerError>(())
+/// ```
+pub type Tanh<F, D> = Elementwise<TanhFn, F, D>;
+
+/// Rectified linear unit layer, elementwise over arrays of any dimension.
+///
+/// ```text
+/// y = max(x, 0)
+/// dy/dx = 1 if x > 0, 0 otherwise (0 at x = 0 too)
+/// ```
+/// Since `y > 0` exactly when `x > 0`, backward is `dL/dx = g · [y > 0]`.
+///
+/// | input | output | gradient |
+/// |---|---|---|
+/// | `x > 0` | `x` | `g` |
+/// | `x ≤ 0`, incl. `-0`, `-∞` | `0` | `0` |
+/// | `NaN` | `NaN` (as PyTorch) | `NaN` |
+///
+/// # Example
+/// ```
+/// use ndlayers::prelude::*;
+/// use ndlayers::ndarray::array;
+///
+/// let mut relu = Relu::new();
+/// let y = relu.forward(array![-1.0_f64, 0.0, 3.0].view())?;
+/// assert_eq!(y, array![0.0, 0.0, 3.0]);
+/// let dx = relu.backward(array![5.0, 5.0, 5.0].view())?;
+/// assert_eq!(dx, array![0.0, 0.0, 5.0]);
+/// # Ok::<(), LayerError>(())
+/// ```
+pub type Relu<F, D> = Elementwise<ReluFn, F, D>;
+
+impl<A: Default, F, D: Dimension> Default for Elementwise<A, F, D> {
+    fn default() -> Self {
+        Self::with_fn(A::default())
+    }
+}
+
+impl<A: Default, F, D: Dimension> Elementwise<A, F, D> {
+    /// A layer with an empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<A, F, D: Dimension> Elementwise<A, F, D> {
+    /// A layer for the given kernel (for kernels with parameters).
+    pub fn with_fn(act: A) -> Self {
+        Elementwise {
+            act,
+            cache: None,
+            output: None,
+            grad: None,
+        }
+    }
+
+    /// The kernel this layer applies.
+    pub fn function(&self) -> &A {
+        &self.act
+    }
+}
+
+/// `true` for an array that is contiguous in column-major order only.
+fn is_fortran<F, D: Dimension>(a: &ArrayView<'_, F, D>) -> bool {
+    !a.is_standard_layout() && a.t().is_standard_layout()
+}
+
+/// The array in `slot` if it has `like`'s shape and memory order; otherwise a
+/// new zeroed one in that order (row-major for non-contiguous `like`).
+pub(crate) fn reuse_buffer<'a, F: Real, D: Dimension>(
+    slot: &'a mut Option<Array<F, D>>,
+    like: &ArrayView<'_, F, D>,
+) -> &'a mut Array<F, D> {
+    let fortran = is_fortran(like);
+    let fits = slot
+        .as_ref()
+        .is_some_and(|a| a.shape() == like.shape() && is_fortran(&a.view()) == fortran);
+    if !fits {
+        *slot = None;
+    }
+    slot.get_or_insert_with(|| Array::zeros(like.raw_dim().set_f(fortran)))
+}
+
+impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Elementwise<A, F, D> {
+    /// Runs forward and returns a view of the output, kept inside the layer.
+    ///
+    /// Allocates only when the shape or memory order differs from the last call.
+    pub fn forward_view(
+        &mut self,
+        input: ArrayView<'_, F, D>,
+    ) -> Result<ArrayView<'_, F, D>, LayerError> {
+        let y = match A::DERIVATIVE_FROM {
+            DerivativeFrom::Output => reuse_buffer(&mut self.cache, &input),
+            DerivativeFrom::Input => {
+                reuse_buffer(&mut self.cache, &input).assign(&input);
+                reuse_buffer(&mut self.output, &input)
+            }
+        };
+        kernels::map_unary(&self.act, input, y.view_mut());
+        Ok(y.view())
+    }
+
+    /// The cached array, checked against the shape of `grad_output`.
+    fn cached_for<'a>(
+        cache: &'a Option<Array<F, D>>,
+        grad_output: &ArrayView<'_, F, D>,
+    ) -> Result<&'a Array<F, D>, LayerError> {
+        let cache = cache
+            .as_ref()
+            .ok_or(LayerError::BackwardBeforeForward { layer: A::NAME })?;
+        LayerError::check_shape(A::NAME, "grad_output", cache.shape(), grad_output.shape())?;
+        Ok(cache)
+    }
+
+    /// Writes `dL/dx` for the cached forward into `out` (same shape as the output).
+    pub fn backward_into(
+        &self,
+        grad_output: ArrayView<'_, F, D>,
+        out: ArrayViewMut<'_, F, D>,
+    ) -> Result<(), LayerError> {
+        let cache = Self::cached_for(&self.cache, &grad_output)?;
+        LayerError::check_shape(A::NAME, "out", cache.shape(), out.shape())?;
+        kernels::map_backward(&self.act, cache.view(), grad_output, out);
+        Ok(())
+    }
+
+    /// Returns a view of `dL/dx`, computed into a buffer the layer keeps and reuses.
+    pub fn backward_view(
+        &mut self,
+        grad_output: ArrayView<'_, F, D>,
+    ) -> Result<ArrayView<'_, F, D>, LayerError> {
+        let cache = Self::cached_for(&self.cache, &grad_output)?;
+        let out = reuse_buffer(&mut self.grad, &cache.view());
+        kernels::map_backward(&self.act, cache.view(), grad_output, out.view_mut());
+        Ok(out.view())
+    }
+}
+
+impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Layer<F, D> for Elementwise<A, F, D> {
+    fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+        Ok(self.forward_view(input)?.to_owned())
+    }
+
+    fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+        let cache = Self::cached_for(&self.cache, &grad_output)?;
+        let mut out = Array::zeros(cache.raw_dim().set_f(is_fortran(&cache.view())));
+        kernels::map_backward(&self.act, cache.view(), grad_output, out.view_mut());
+        Ok(out)
+    }
+}

@@ -1,0 +1,73 @@
+//! Neural-network layers for people who write their networks by hand with [`ndarray`].
+//!
+//! Every layer implements [`Layer`]: `forward` computes the output and caches
+//! what the derivative needs, `backward` turns the upstream gradient
+//! `g = dL/dy` into `dL/dx`. Layers are generic over `f32`/`f64` ([`Real`])
+//! and, for the elementwise ones, over the array dimension.
+//!
+//! # The activations
+//!
+//! | layer | forward `y` | backward `dL/dx` |
+//! |---|---|---|
+//! | [`Sigmoid`] | `σ(x) = 1 / (1 + e^-x)` | `g ⊙ y ⊙ (1 - y)` |
+//! | [`Tanh`] | `tanh x` | `g ⊙ (1 - y²)` |
+//! | [`Relu`] | `max(x, 0)` | `g ⊙ [y > 0]` |
+//! | [`Softmax`] (row-wise) | `e^(x_i - m) / Σ_j e^(x_j - m)` | `y ⊙ (g - (g·y))` per row |
+//!
+//! The sigmoid derivative, derived: with `u = 1 + e^-x`, `σ = u⁻¹` and
+//! `dσ/dx = -u⁻² · du/dx = -u⁻² · (-e^-x) = e^-x / u² = σ · (e^-x / u) = σ (1 - σ)`,
+//! since `e^-x / u = (u - 1) / u = 1 - σ`.
+//!
+//! The softmax Jacobian is `∂y_i/∂x_j = y_i (δ_ij - y_j)`; its product with `g`
+//! is `Σ_i g_i y_i (δ_ij - y_j) = y_j g_j - y_j Σ_i g_i y_i`, which `backward`
+//! computes in `O(classes)` per row ([`Softmax::jacobian`] gives the matrix).
+//!
+//! Each layer's page has a table of what it does with `NaN`, `±∞`, huge
+//! values and empty arrays. In short: results are within a few ulps over the
+//! whole float range, `NaN` in gives `NaN` out, and bad calls return a
+//! [`LayerError`] instead of panicking.
+//!
+//! # Example
+//! ```
+//! use ndlayers::prelude::*;
+//! use ndlayers::ndarray::{array, Ix2};
+//!
+//! let x = array![[0.5_f32, -1.0, 2.0], [0.0, 3.0, -4.0]];
+//! let mut hidden = Tanh::new();
+//! let mut probs = Softmax::new();
+//!
+//! let h = hidden.forward(x.view())?;
+//! let y = probs.forward(h.view())?;
+//! assert!((y.sum_axis(ndarray::Axis(1)) - 1.0).iter().all(|e| e.abs() < 1e-6));
+//!
+//! let g = array![[1.0_f32, 0.0, 0.0], [0.0, 0.0, 1.0]];
+//! let dh = probs.backward(g.view())?;
+//! let dx = hidden.backward(dh.view())?;
+//! assert_eq!(dx.dim(), (2, 3));
+//! # Ok::<(), LayerError>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub use ndarray;
+
+pub mod activation;
+pub mod gradcheck;
+mod kernels;
+pub mod layer;
+pub mod math;
+pub mod real;
+pub mod softmax;
+
+pub use activation::{DerivativeFrom, Elementwise, ElementwiseFn, Relu, Sigmoid, Tanh};
+pub use layer::{Layer, LayerError};
+pub use real::Real;
+pub use softmax::Softmax;
+
+/// The traits and layers most programs need: `use ndlayers::prelude::*;`.
+pub mod prelude {
+    pub use crate::activation::{Relu, Sigmoid, Tanh};
+    pub use crate::layer::{Layer, LayerError};
+    pub use crate::real::Real;
+    pub use crate::softmax::Softmax;
+}

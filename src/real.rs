@@ -1,0 +1,151 @@
+//! The float trait every layer is generic over, implemented for `f32` and `f64`.
+//!
+//! [`Real`] adds to `ndarray`'s [`NdFloat`] the handful of per-type facts the
+//! branch-free math in [`crate::math`] needs: polynomial coefficients, range
+//! cutoffs, and one bit-level operation (building `2^k`). Everything else is
+//! written once, generically.
+
+use ndarray::NdFloat;
+use num_traits::FromPrimitive;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// A floating-point element type the layers work on: `f32` or `f64`.
+///
+/// The trait is sealed: its constants are tuned to the two IEEE formats.
+pub trait Real: NdFloat + FromPrimitive + sealed::Sealed {
+    /// `0.5`.
+    const HALF: Self;
+    /// `1.0`.
+    const ONE: Self;
+    /// `2.0`.
+    const TWO: Self;
+    /// `3.0`.
+    const THREE: Self;
+    /// `6.0`.
+    const SIX: Self;
+    /// Machine epsilon, `2^(1 - mantissa digits)`.
+    const EPSILON: Self;
+
+    /// Taylor coefficients `1/1!, 1/2!, …, 1/n!` of `e^r - 1`, used on `|r| <= ln2/2`.
+    ///
+    /// The truncation error is at most `|r|^(n+1)/(n+1)! · e^|r|`, which for
+    /// `|r| <= 0.3466` is `7.4e-9` (0.12 ulp of `f32` near 1) with `n = 7`
+    /// and `4.2e-18` (0.04 ulp of `f64`) with `n = 13`.
+    const EXPM1_TAYLOR: &'static [Self];
+    /// `log2(e)`, rounded to nearest.
+    const LOG2_E: Self;
+    /// High part of `ln 2` with trailing zero bits, so that `k · LN2_HI` is exact
+    /// for every `k` the exponent range can produce (Cody–Waite reduction).
+    const LN2_HI: Self;
+    /// `ln 2 - LN2_HI`, rounded to nearest.
+    const LN2_LO: Self;
+    /// Below this `e^x` rounds to zero: `e^x < 2^-(subnormal bits) / 2`.
+    const EXP_UNDERFLOW: Self;
+    /// Above this `e^x` rounds to infinity.
+    const EXP_OVERFLOW: Self;
+    /// `1.5 · 2^(mantissa bits)`: adding and subtracting it rounds any `|v| < 2^(mantissa bits - 1)`
+    /// to the nearest integer (ties to even) without a rounding instruction, so the
+    /// code vectorises on every x86-64 (SSE2 has no `round`).
+    const ROUND_SHIFTER: Self;
+
+    /// `2^k` for an integer-valued `k` in the normal exponent range, built from bits.
+    ///
+    /// Written with integer adds and shifts only, so it vectorises; the result
+    /// for `k` outside the normal range is meaningless (callers keep `k` inside it).
+    fn exp2i(k: Self) -> Self;
+
+    /// `v` converted from `f64`, rounded to nearest: for named constants in generic code.
+    fn lit(v: f64) -> Self;
+}
+
+impl Real for f32 {
+    const HALF: Self = 0.5;
+    const ONE: Self = 1.0;
+    const TWO: Self = 2.0;
+    const THREE: Self = 3.0;
+    const SIX: Self = 6.0;
+    const EPSILON: Self = f32::EPSILON;
+    const EXPM1_TAYLOR: &'static [Self] = &[
+        1.0,
+        1.0 / 2.0,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5040.0,
+    ];
+    const LOG2_E: Self = std::f32::consts::LOG2_E;
+    // 0x3f317200: 15 significant bits, so k·LN2_HI is exact for |k| < 2^9 (we need 150).
+    const LN2_HI: Self = 0.693_145_751_953_125;
+    const LN2_LO: Self = 1.428_606_765_330_187_e-6;
+    // e^-104 = 6.8e-46 < 2^-150 (half the smallest subnormal), so it rounds to 0.
+    const EXP_UNDERFLOW: Self = -104.0;
+    // e^89 = 4.5e38 > f32::MAX = 3.4e38.
+    const EXP_OVERFLOW: Self = 89.0;
+    const ROUND_SHIFTER: Self = 12_582_912.0; // 1.5 · 2^23
+
+    #[inline(always)]
+    fn exp2i(k: Self) -> Self {
+        // After adding the shifter, the low mantissa bits hold k as an integer.
+        let k_bits = (k + Self::ROUND_SHIFTER)
+            .to_bits()
+            .wrapping_sub(Self::ROUND_SHIFTER.to_bits());
+        f32::from_bits(k_bits.wrapping_add(127) << 23)
+    }
+
+    #[inline(always)]
+    fn lit(v: f64) -> Self {
+        v as f32
+    }
+}
+
+impl Real for f64 {
+    const HALF: Self = 0.5;
+    const ONE: Self = 1.0;
+    const TWO: Self = 2.0;
+    const THREE: Self = 3.0;
+    const SIX: Self = 6.0;
+    const EPSILON: Self = f64::EPSILON;
+    const EXPM1_TAYLOR: &'static [Self] = &[
+        1.0,
+        1.0 / 2.0,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5040.0,
+        1.0 / 40320.0,
+        1.0 / 362_880.0,
+        1.0 / 3_628_800.0,
+        1.0 / 39_916_800.0,
+        1.0 / 479_001_600.0,
+        1.0 / 6_227_020_800.0,
+    ];
+    const LOG2_E: Self = std::f64::consts::LOG2_E;
+    // fdlibm's split (0x3fe62e42fee00000): 32 significant bits, exact k·LN2_HI for |k| < 2^20.
+    const LN2_HI: Self = 6.931_471_803_691_238_164_90e-1;
+    const LN2_LO: Self = 1.908_214_929_270_587_700_02e-10;
+    // e^-746 < 2^-1075 (half the smallest subnormal).
+    const EXP_UNDERFLOW: Self = -746.0;
+    // e^710 > f64::MAX = 1.8e308.
+    const EXP_OVERFLOW: Self = 710.0;
+    const ROUND_SHIFTER: Self = 6_755_399_441_055_744.0; // 1.5 · 2^52
+
+    #[inline(always)]
+    fn exp2i(k: Self) -> Self {
+        let k_bits = (k + Self::ROUND_SHIFTER)
+            .to_bits()
+            .wrapping_sub(Self::ROUND_SHIFTER.to_bits());
+        f64::from_bits(k_bits.wrapping_add(1023) << 52)
+    }
+
+    #[inline(always)]
+    fn lit(v: f64) -> Self {
+        v
+    }
+}
