@@ -99,11 +99,11 @@ impl GradCheckReport {
 
     fn record(&mut self, comparison: Comparison) {
         self.checked += 1;
-        // `!(a <= b)` so that a NaN score always becomes the worst.
+        // A NaN score always becomes the worst.
         let worse = self
             .worst
             .as_ref()
-            .is_none_or(|w| !(comparison.score <= w.score));
+            .is_none_or(|w| comparison.score.is_nan() || comparison.score > w.score);
         if worse {
             self.worst = Some(comparison);
         }

@@ -2,7 +2,7 @@
 //!
 //! Every function here is straight-line arithmetic plus comparisons that LLVM
 //! turns into blends, so a loop over a slice that calls them vectorises (the
-//! kernels in [`crate::kernels`] compile such loops for AVX2, AVX-512 and NEON
+//! kernels (the private `kernels` module) compile such loops for AVX2, AVX-512 and NEON
 //! and pick one at run time). libm's `expf` is a call per element and never
 //! vectorises; that, not the arithmetic, is what makes the naive `mapv` slow.
 //!

@@ -81,8 +81,8 @@ impl Real for f32 {
     ];
     const LOG2_E: Self = std::f32::consts::LOG2_E;
     // 0x3f317200: 15 significant bits, so k·LN2_HI is exact for |k| < 2^9 (we need 150).
-    const LN2_HI: Self = 0.693_145_751_953_125;
-    const LN2_LO: Self = 1.428_606_765_330_187_e-6;
+    const LN2_HI: Self = f32::from_bits(0x3f31_7200); // 0.693145751953125
+    const LN2_LO: Self = f32::from_bits(0x35bfbe8e); // 1.4286068e-6
     // e^-104 = 6.8e-46 < 2^-150 (half the smallest subnormal), so it rounds to 0.
     const EXP_UNDERFLOW: Self = -104.0;
     // e^89 = 4.5e38 > f32::MAX = 3.4e38.
@@ -128,8 +128,8 @@ impl Real for f64 {
     ];
     const LOG2_E: Self = std::f64::consts::LOG2_E;
     // fdlibm's split (0x3fe62e42fee00000): 32 significant bits, exact k·LN2_HI for |k| < 2^20.
-    const LN2_HI: Self = 6.931_471_803_691_238_164_90e-1;
-    const LN2_LO: Self = 1.908_214_929_270_587_700_02e-10;
+    const LN2_HI: Self = f64::from_bits(0x3fe6_2e42_fee0_0000); // 0.6931471803691238
+    const LN2_LO: Self = f64::from_bits(0x3dea39ef35793c76); // 1.9082149292705877e-10
     // e^-746 < 2^-1075 (half the smallest subnormal).
     const EXP_UNDERFLOW: Self = -746.0;
     // e^710 > f64::MAX = 1.8e308.

@@ -1,0 +1,402 @@
+//! Sigmoid, Tanh and ReLU: gradients, reference values, edge cases, layouts, errors.
+
+mod common;
+
+use common::{assert_same, away_from_zero, ulps_f32, ulps_f64, uniform};
+use ndlayers::gradcheck::GradCheck;
+use ndlayers::ndarray::{
+    Array, Array2, ArrayView, Dimension, Ix1, Ix2, IxDyn, ShapeBuilder, array, s,
+};
+use ndlayers::prelude::*;
+
+fn gradcheck<L: Layer<f64, D>, D: Dimension>(layer: &mut L, x: Array<f64, D>) {
+    let report = GradCheck::default()
+        .check_input(layer, x.view())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.checked, x.len());
+}
+
+#[test]
+fn sigmoid_gradient_matches_finite_differences() {
+    gradcheck(&mut Sigmoid::new(), uniform(7, -6.0, 6.0, 1));
+    gradcheck(&mut Sigmoid::new(), uniform((4, 5), -6.0, 6.0, 2));
+    gradcheck(&mut Sigmoid::new(), uniform((2, 3, 4), -6.0, 6.0, 3));
+    gradcheck(
+        &mut Sigmoid::new(),
+        uniform(IxDyn(&[2, 1, 3, 2]), -6.0, 6.0, 4),
+    );
+}
+
+#[test]
+fn tanh_gradient_matches_finite_differences() {
+    gradcheck(&mut Tanh::new(), uniform(7, -3.0, 3.0, 5));
+    gradcheck(&mut Tanh::new(), uniform((4, 5), -3.0, 3.0, 6));
+    gradcheck(&mut Tanh::new(), uniform((2, 3, 4), -3.0, 3.0, 7));
+    gradcheck(
+        &mut Tanh::new(),
+        uniform(IxDyn(&[2, 1, 3, 2]), -3.0, 3.0, 8),
+    );
+}
+
+#[test]
+fn relu_gradient_matches_finite_differences() {
+    gradcheck(&mut Relu::new(), away_from_zero(7, 1e-3, 9));
+    gradcheck(&mut Relu::new(), away_from_zero((4, 5), 1e-3, 10));
+    gradcheck(&mut Relu::new(), away_from_zero((2, 3, 4), 1e-3, 11));
+    gradcheck(
+        &mut Relu::new(),
+        away_from_zero(IxDyn(&[2, 1, 3, 2]), 1e-3, 12),
+    );
+}
+
+#[test]
+fn a_wrong_gradient_is_caught_and_located() {
+    // A Sigmoid forward with a Tanh backward must fail the check, naming an element.
+    struct Mismatched(Sigmoid<f64, Ix1>, Tanh<f64, Ix1>);
+    impl Layer<f64, Ix1> for Mismatched {
+        fn forward(&mut self, x: ArrayView<'_, f64, Ix1>) -> Result<Array<f64, Ix1>, LayerError> {
+            self.1.forward(x)?;
+            self.0.forward(x)
+        }
+        fn backward(&mut self, g: ArrayView<'_, f64, Ix1>) -> Result<Array<f64, Ix1>, LayerError> {
+            self.1.backward(g)
+        }
+    }
+    let mut layer = Mismatched(Sigmoid::new(), Tanh::new());
+    let err = GradCheck::default()
+        .check_input(&mut layer, array![0.1, 0.2, 0.3].view())
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("input at ["), "{message}");
+}
+
+/// Reference values: Python `mpmath` with 50 digits,
+/// `float(1/(1+mp.exp(-x)))` and `float(mp.tanh(x))`, rounded to `f64`.
+const REFERENCE: [(f64, f64, f64); 12] = [
+    (-745.0, 5e-324, -1.0),
+    (-100.0, 3.720075976020836e-44, -1.0),
+    (-20.0, 2.0611536181902037e-09, -1.0),
+    (-3.5, 0.02931223075135632, -0.9981778976111987),
+    (-1.0, 0.2689414213699951, -0.7615941559557649),
+    (-1e-8, 0.4999999975, -1e-08),
+    (0.0, 0.5, 0.0),
+    (1e-8, 0.5000000025, 1e-08),
+    (0.5, 0.6224593312018546, 0.46211715726000974),
+    (2.0, 0.8807970779778824, 0.9640275800758169),
+    (15.0, 0.9999996940977731, 0.9999999999998128),
+    (40.0, 1.0, 1.0),
+];
+
+#[test]
+fn sigmoid_and_tanh_match_high_precision_references() {
+    let x = Array::from_iter(REFERENCE.iter().map(|r| r.0));
+    let sig64 = Sigmoid::new().forward(x.view()).unwrap();
+    let tanh64 = Tanh::new().forward(x.view()).unwrap();
+    let x32 = x.mapv(|v| v as f32);
+    let sig32 = Sigmoid::new().forward(x32.view()).unwrap();
+    let tanh32 = Tanh::new().forward(x32.view()).unwrap();
+    for (i, &(x, sigmoid, tanh)) in REFERENCE.iter().enumerate() {
+        assert!(
+            ulps_f64(sig64[i], sigmoid) <= 3.0,
+            "sigmoid({x}) = {:e}, want {sigmoid:e}",
+            sig64[i]
+        );
+        assert!(
+            ulps_f64(tanh64[i], tanh) <= 3.0,
+            "tanh({x}) = {:e}, want {tanh:e}",
+            tanh64[i]
+        );
+        // The f32 reference is the f64 one: x is exactly representable in f32
+        // except ±1e-8, whose rounding moves the result by far less than an f32 ulp.
+        assert!(
+            ulps_f32(sig32[i], sigmoid) <= 3.0,
+            "f32 sigmoid({x}) = {:e}",
+            sig32[i]
+        );
+        assert!(
+            ulps_f32(tanh32[i], tanh) <= 3.0,
+            "f32 tanh({x}) = {:e}",
+            tanh32[i]
+        );
+    }
+}
+
+#[test]
+fn f64_results_stay_within_a_few_ulps_of_std_across_the_range() {
+    // std's exp and tanh are within 1 ulp; sample the whole useful range densely.
+    let x = Array::linspace(-750.0_f64, 750.0, 200_001);
+    let sig = Sigmoid::new().forward(x.view()).unwrap();
+    let tanh = Tanh::new().forward(x.view()).unwrap();
+    let (mut worst_sig, mut worst_tanh) = (0.0f64, 0.0f64);
+    for ((&x, &s), &t) in x.iter().zip(&sig).zip(&tanh) {
+        let want_sig = if x >= 0.0 {
+            1.0 / (1.0 + (-x).exp())
+        } else {
+            x.exp() / (1.0 + x.exp())
+        };
+        worst_sig = worst_sig.max(ulps_f64(s, want_sig));
+        worst_tanh = worst_tanh.max(ulps_f64(t, x.tanh()));
+    }
+    assert!(worst_sig <= 4.0, "sigmoid f64 worst {worst_sig} ulp");
+    assert!(worst_tanh <= 4.0, "tanh f64 worst {worst_tanh} ulp");
+}
+
+#[test]
+fn sigmoid_is_finite_and_exact_at_the_ends_of_the_range() {
+    let x = array![
+        1e30_f32,
+        -1e30,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MAX,
+        -f32::MAX
+    ];
+    let y = Sigmoid::new().forward(x.view()).unwrap();
+    assert_eq!(y, array![1.0, 0.0, 1.0, 0.0, 1.0, 0.0]);
+    // While σ(x) is a normal f32 (x > -87.3), relative precision holds.
+    let y = Sigmoid::new()
+        .forward(array![-80.0_f32, -87.0].view())
+        .unwrap();
+    assert!(ulps_f32(y[0], 1.8048513878454153e-35) <= 2.0, "{}", y[0]); // mpmath: 1/(1+exp(80))
+    assert!(ulps_f32(y[1], 1.6458114310822737e-38) <= 2.0, "{}", y[1]); // mpmath: 1/(1+exp(87))
+}
+
+#[test]
+fn tanh_is_exact_for_tiny_and_huge_inputs() {
+    let y = Tanh::new()
+        .forward(array![1e-10_f64, -1e-10, 1e-300, 1e30, -1e30, 0.0, -0.0].view())
+        .unwrap();
+    assert_eq!(
+        y.slice(s![..6]),
+        array![1e-10, -1e-10, 1e-300, 1.0, -1.0, 0.0]
+    );
+    assert!(
+        y[6] == 0.0 && y[6].is_sign_negative(),
+        "tanh(-0) keeps its sign"
+    );
+    let y = Tanh::new()
+        .forward(array![1e-10_f32, f32::INFINITY, f32::NEG_INFINITY].view())
+        .unwrap();
+    assert_eq!(y, array![1e-10, 1.0, -1.0]);
+}
+
+#[test]
+fn nan_propagates_through_every_activation_forward_and_backward() {
+    let x = array![f64::NAN, 1.0];
+    let g = array![1.0, 1.0];
+    let mut sigmoid = Sigmoid::new();
+    let mut tanh = Tanh::new();
+    let mut relu = Relu::new();
+    for (name, y, dx) in [
+        (
+            "sigmoid",
+            sigmoid.forward(x.view()).unwrap(),
+            sigmoid.backward(g.view()).unwrap(),
+        ),
+        (
+            "tanh",
+            tanh.forward(x.view()).unwrap(),
+            tanh.backward(g.view()).unwrap(),
+        ),
+        (
+            "relu",
+            relu.forward(x.view()).unwrap(),
+            relu.backward(g.view()).unwrap(),
+        ),
+    ] {
+        assert!(
+            y[0].is_nan() && dx[0].is_nan(),
+            "{name}: NaN must give NaN, got {y} and {dx}"
+        );
+        assert!(
+            y[1].is_finite() && dx[1].is_finite(),
+            "{name}: NaN leaked into its neighbour"
+        );
+    }
+}
+
+#[test]
+fn relu_values_and_gradient_at_zero() {
+    let mut relu = Relu::new();
+    let y = relu
+        .forward(array![-2.0_f32, -0.0, 0.0, 1e-45, f32::INFINITY, f32::NEG_INFINITY].view())
+        .unwrap();
+    assert_eq!(y, array![0.0, 0.0, 0.0, 1e-45, f32::INFINITY, 0.0]);
+    let dx = relu
+        .backward(array![7.0, 7.0, 7.0, 7.0, 7.0, 7.0].view())
+        .unwrap();
+    assert_eq!(dx, array![0.0, 0.0, 0.0, 7.0, 7.0, 0.0]);
+}
+
+#[test]
+fn backward_before_forward_is_an_error_that_says_so() {
+    let err = Sigmoid::<f64, Ix2>::new()
+        .backward(Array2::zeros((2, 2)).view())
+        .unwrap_err();
+    assert_eq!(err, LayerError::BackwardBeforeForward { layer: "Sigmoid" });
+    assert!(
+        err.to_string().contains("backward called before forward"),
+        "{err}"
+    );
+    let err = Relu::<f32, Ix1>::new()
+        .backward_view(array![1.0].view())
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        LayerError::BackwardBeforeForward { layer: "Relu" }
+    ));
+}
+
+#[test]
+fn gradient_of_the_wrong_shape_is_an_error_naming_both_shapes() {
+    let mut tanh = Tanh::new();
+    tanh.forward(Array2::<f64>::zeros((2, 3)).view()).unwrap();
+    let err = tanh.backward(Array2::zeros((3, 2)).view()).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("[3, 2]") && message.contains("[2, 3]"),
+        "{message}"
+    );
+    let mut out = Array2::zeros((2, 2));
+    let err = tanh
+        .backward_into(Array2::zeros((2, 3)).view(), out.view_mut())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("out has shape [2, 2], expected [2, 3]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn empty_arrays_pass_through() {
+    for shape in [vec![0], vec![3, 0], vec![0, 4], vec![2, 0, 5]] {
+        let x = Array::<f64, IxDyn>::zeros(shape.clone());
+        let mut sigmoid = Sigmoid::new();
+        assert_eq!(sigmoid.forward(x.view()).unwrap().shape(), &shape[..]);
+        assert_eq!(sigmoid.backward(x.view()).unwrap().shape(), &shape[..]);
+    }
+}
+
+#[test]
+fn every_dimension_from_one_to_six_and_dynamic() {
+    let x6 = uniform((2, 1, 2, 3, 1, 2), -2.0, 2.0, 13);
+    let mut tanh = Tanh::new();
+    let y = tanh.forward(x6.view()).unwrap();
+    for (&got, &x) in y.iter().zip(&x6) {
+        assert!(ulps_f64(got, x.tanh()) <= 4.0, "6-D tanh({x}) = {got}");
+    }
+    let xd = x6.clone().into_dyn();
+    let yd = Tanh::new().forward(xd.view()).unwrap();
+    assert_eq!(yd, y.into_dyn());
+}
+
+type View2<'a> = ArrayView<'a, f64, Ix2>;
+
+/// Forward and backward on `view` equal forward and backward on a contiguous copy.
+fn check_layout<L: Layer<f64, D> + Clone, D: Dimension>(
+    layer: &L,
+    x: ArrayView<'_, f64, D>,
+    g: ArrayView<'_, f64, D>,
+) {
+    let (mut a, mut b) = (layer.clone(), layer.clone());
+    let contiguous = x.as_standard_layout().into_owned();
+    let g_contiguous = g.as_standard_layout().into_owned();
+    assert_same(
+        &a.forward(x).unwrap(),
+        &b.forward(contiguous.view()).unwrap(),
+        "forward",
+    );
+    assert_same(
+        &a.backward(g).unwrap(),
+        &b.backward(g_contiguous.view()).unwrap(),
+        "backward",
+    );
+}
+
+#[test]
+fn every_layout_gives_the_same_numbers_as_a_contiguous_copy() {
+    let base = uniform((6, 8), -4.0, 4.0, 14);
+    let gbase = uniform((6, 8), -1.0, 1.0, 15);
+    let fortran = {
+        let mut f = Array2::zeros((6, 8).f());
+        f.assign(&base);
+        f
+    };
+    let views: [(&str, View2<'_>, View2<'_>); 5] = [
+        ("transposed", base.t(), gbase.t()),
+        (
+            "stepped",
+            base.slice(s![..;2, 1..;3]),
+            gbase.slice(s![..;2, 1..;3]),
+        ),
+        (
+            "reversed",
+            base.slice(s![..;-1, ..;-2]),
+            gbase.slice(s![..;-1, ..;-2]),
+        ),
+        ("column-major", fortran.view(), gbase.view()),
+        (
+            "mixed: column-major x, reversed g",
+            fortran.view(),
+            gbase.slice(s![..;-1, ..]),
+        ),
+    ];
+    for (name, x, g) in views {
+        println!("layout: {name}");
+        check_layout(&Sigmoid::new(), x, g);
+        check_layout(&Tanh::new(), x, g);
+        check_layout(&Relu::new(), x, g);
+    }
+}
+
+#[test]
+fn a_later_forward_replaces_the_cache_and_reuses_buffers() {
+    let mut sigmoid = Sigmoid::new();
+    sigmoid.forward(array![[5.0_f64, 5.0]].view()).unwrap();
+    sigmoid.forward(array![[0.0_f64, 0.0]].view()).unwrap();
+    assert_eq!(
+        sigmoid.backward(array![[1.0, 1.0]].view()).unwrap(),
+        array![[0.25, 0.25]]
+    );
+    // A different shape after that is fine too: the buffers are replaced.
+    sigmoid
+        .forward(array![[0.0_f64], [0.0], [0.0]].view())
+        .unwrap();
+    assert_eq!(
+        sigmoid
+            .backward_view(array![[4.0], [4.0], [4.0]].view())
+            .unwrap(),
+        array![[1.0], [1.0], [1.0]]
+    );
+}
+
+#[test]
+fn view_api_agrees_with_owned_api() {
+    let x = uniform((5, 33), -5.0, 5.0, 16);
+    let g = uniform((5, 33), -1.0, 1.0, 17);
+    let mut owned = Tanh::new();
+    let mut viewing = Tanh::new();
+    let y = owned.forward(x.view()).unwrap();
+    assert_same(
+        &viewing.forward_view(x.view()).unwrap().to_owned(),
+        &y,
+        "forward_view",
+    );
+    let dx = owned.backward(g.view()).unwrap();
+    assert_same(
+        &viewing.backward_view(g.view()).unwrap().to_owned(),
+        &dx,
+        "backward_view",
+    );
+    let mut out = Array2::zeros((5, 33));
+    viewing.backward_into(g.view(), out.view_mut()).unwrap();
+    assert_same(&out, &dx, "backward_into");
+}
+
+#[test]
+fn layers_are_default_clone_and_debug() {
+    let a: Sigmoid<f32, Ix2> = Default::default();
+    let b = a.clone();
+    assert!(format!("{b:?}").contains("Elementwise"));
+}

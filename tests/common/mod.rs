@@ -1,0 +1,54 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use ndlayers::ndarray::{Array, Dimension, IntoDimension};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// A seeded array of `shape` with elements uniform in `[lo, hi)`.
+pub fn uniform<Sh: IntoDimension>(shape: Sh, lo: f64, hi: f64, seed: u64) -> Array<f64, Sh::Dim> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    Array::from_shape_simple_fn(shape, || rng.random_range(lo..hi))
+}
+
+/// Like [`uniform`], but with every element at least `gap` away from zero
+/// (for ReLU, whose derivative jumps there).
+pub fn away_from_zero<Sh: IntoDimension>(shape: Sh, gap: f64, seed: u64) -> Array<f64, Sh::Dim> {
+    uniform(shape, -3.0, 3.0, seed).mapv(|v| {
+        if v.abs() < gap {
+            v.signum() * gap + v
+        } else {
+            v
+        }
+    })
+}
+
+/// Distance between `got` and `want` in units of the last place of `want` (`f64`).
+pub fn ulps_f64(got: f64, want: f64) -> f64 {
+    if got == want || (got.is_nan() && want.is_nan()) {
+        return 0.0;
+    }
+    let exponent = want.abs().log2().floor().max(-1022.0);
+    (got - want).abs() / 2f64.powf(exponent - 52.0)
+}
+
+/// Distance in `f32` ulps of `want` (subnormal spacing below the normal range).
+pub fn ulps_f32(got: f32, want: f64) -> f64 {
+    if got as f64 == want || (got.is_nan() && want.is_nan()) {
+        return 0.0;
+    }
+    let exponent = want.abs().log2().floor().clamp(-126.0, 127.0);
+    (got as f64 - want).abs() / 2f64.powf(exponent - 23.0)
+}
+
+/// Asserts two arrays are elementwise equal (bitwise, NaN equal to NaN),
+/// reporting the first index that differs.
+pub fn assert_same<D: Dimension>(got: &Array<f64, D>, want: &Array<f64, D>, what: &str) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shapes differ");
+    for ((i, g), w) in got.indexed_iter().zip(want.iter()) {
+        assert!(
+            g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+            "{what}: element {i:?} is {g:e}, expected {w:e}"
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! Softmax: gradients, Jacobian, stability, edge cases, layouts, errors.
+
+mod common;
+
+use common::{assert_same, uniform};
+use ndlayers::gradcheck::GradCheck;
+use ndlayers::ndarray::{Array2, Array3, ArrayView2, Axis, ShapeBuilder, array, s};
+use ndlayers::prelude::*;
+
+#[test]
+fn gradient_matches_finite_differences_on_several_shapes() {
+    for (i, shape) in [(1, 1), (1, 5), (4, 7), (3, 50), (9, 2)]
+        .into_iter()
+        .enumerate()
+    {
+        let x = uniform(shape, -5.0, 5.0, 100 + i as u64);
+        let report = GradCheck::default()
+            .check_input(&mut Softmax::new(), x.view())
+            .unwrap_or_else(|e| panic!("{shape:?}: {e}"));
+        assert_eq!(report.checked, shape.0 * shape.1);
+    }
+}
+
+#[test]
+fn jacobian_has_the_textbook_entries_and_contracts_to_backward() {
+    let x = uniform((4, 6), -3.0, 3.0, 7);
+    let g = uniform((4, 6), -1.0, 1.0, 8);
+    let mut softmax = Softmax::new();
+    let y = softmax.forward(x.view()).unwrap();
+    let jacobian: Array3<f64> = softmax.jacobian().unwrap();
+    assert_eq!(jacobian.dim(), (4, 6, 6));
+    let dx = softmax.backward(g.view()).unwrap();
+    for b in 0..4 {
+        for i in 0..6 {
+            let yi = y[[b, i]];
+            assert!((jacobian[[b, i, i]] - yi * (1.0 - yi)).abs() < 1e-16);
+            for j in (0..6).filter(|&j| j != i) {
+                assert_eq!(jacobian[[b, i, j]], -yi * y[[b, j]]);
+                assert_eq!(jacobian[[b, i, j]], jacobian[[b, j, i]], "symmetric");
+            }
+        }
+        // dL/dx_j = Σ_i g_i J[i, j]
+        let from_jacobian = g.row(b).dot(&jacobian.index_axis(Axis(0), b));
+        for j in 0..6 {
+            assert!(
+                (from_jacobian[j] - dx[[b, j]]).abs() < 1e-15,
+                "row {b}, col {j}"
+            );
+        }
+    }
+}
+
+#[test]
+fn huge_logits_do_not_overflow() {
+    let mut softmax = Softmax::new();
+    let y = softmax
+        .forward(array![[1000.0_f32, 1000.0], [-1000.0, 0.0], [3e38, 3e38]].view())
+        .unwrap();
+    assert_eq!(y, array![[0.5, 0.5], [0.0, 1.0], [0.5, 0.5]]);
+}
+
+#[test]
+fn rows_sum_to_one_within_a_few_ulps() {
+    for (cols, seed) in [(2, 1), (10, 2), (1000, 3), (32768, 4)] {
+        let x = uniform((3, cols), -20.0, 20.0, seed).mapv(|v| v as f32);
+        let y = Softmax::new().forward(x.view()).unwrap();
+        for row in y.rows() {
+            // Summed in f64, so the test measures the layer, not its own rounding.
+            let total: f64 = row.iter().map(|&v| v as f64).sum();
+            // Each y_i carries ≤ 2 ulp relative error, and the shared divisor one
+            // more; their sum is off from 1 by at most a few ulps of 1.
+            assert!(
+                (total - 1.0).abs() <= 4.0 * f32::EPSILON as f64,
+                "{cols} classes: sum {total}"
+            );
+        }
+    }
+}
+
+#[test]
+fn matches_a_reference_row() {
+    // mpmath, 50 digits: [float(mp.exp(v)/sum(mp.exp(u) for u in row)) for v in row], row = [1, 2, 3, 4]
+    let want = [
+        0.03205860328008499,
+        0.08714431874203257,
+        0.23688281808991013,
+        0.6439142598879724,
+    ];
+    let y = Softmax::new()
+        .forward(array![[1.0_f64, 2.0, 3.0, 4.0]].view())
+        .unwrap();
+    for (got, want) in y.iter().zip(want) {
+        assert!(
+            (got - want).abs() <= 2.0 * f64::EPSILON * want,
+            "{got} vs {want}"
+        );
+    }
+}
+
+#[test]
+fn special_values_follow_the_documented_table() {
+    let inf = f64::INFINITY;
+    let x = array![
+        [f64::NAN, 0.0, 1.0],
+        [inf, 0.0, 1.0],
+        [-inf, -inf, -inf],
+        [-inf, 0.0, 0.0],
+    ];
+    let y = Softmax::new().forward(x.view()).unwrap();
+    assert!(y.row(0).iter().all(|v| v.is_nan()), "NaN row: {}", y.row(0));
+    assert!(
+        y.row(1).iter().all(|v| v.is_nan()),
+        "+inf row: {}",
+        y.row(1)
+    );
+    assert!(
+        y.row(2).iter().all(|v| v.is_nan()),
+        "all -inf row: {}",
+        y.row(2)
+    );
+    assert_eq!(y.row(3), array![0.0, 0.5, 0.5]);
+}
+
+#[test]
+fn empty_batches_and_zero_classes() {
+    for shape in [(0, 4), (3, 0), (0, 0)] {
+        let mut softmax = Softmax::new();
+        let y = softmax.forward(Array2::<f32>::zeros(shape).view()).unwrap();
+        assert_eq!(y.dim(), shape);
+        assert_eq!(
+            softmax.backward(Array2::zeros(shape).view()).unwrap().dim(),
+            shape
+        );
+        assert_eq!(
+            softmax.jacobian().unwrap().dim(),
+            (shape.0, shape.1, shape.1)
+        );
+    }
+}
+
+#[test]
+fn errors_name_the_problem() {
+    let mut softmax = Softmax::<f64>::new();
+    assert_eq!(
+        softmax.backward(Array2::zeros((1, 2)).view()).unwrap_err(),
+        LayerError::BackwardBeforeForward { layer: "Softmax" }
+    );
+    assert!(softmax.jacobian().is_err());
+    softmax.forward(Array2::zeros((2, 5)).view()).unwrap();
+    let message = softmax
+        .backward(Array2::zeros((5, 2)).view())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("[5, 2]") && message.contains("[2, 5]"),
+        "{message}"
+    );
+}
+
+#[test]
+fn every_layout_gives_the_same_numbers_as_a_contiguous_copy() {
+    let base = uniform((6, 8), -4.0, 4.0, 20);
+    let gbase = uniform((6, 8), -1.0, 1.0, 21);
+    let mut fortran = Array2::zeros((6, 8).f());
+    fortran.assign(&base);
+    let views: [(&str, ArrayView2<'_, f64>, ArrayView2<'_, f64>); 4] = [
+        ("transposed", base.t(), gbase.t()),
+        (
+            "stepped",
+            base.slice(s![..;2, 1..;3]),
+            gbase.slice(s![1..;2, ..;3]),
+        ),
+        (
+            "reversed",
+            base.slice(s![..;-1, ..;-2]),
+            gbase.slice(s![..;-1, ..;-2]),
+        ),
+        ("column-major", fortran.view(), gbase.view()),
+    ];
+    for (name, x, g) in views {
+        let mut a = Softmax::new();
+        let mut b = Softmax::new();
+        let x_copy = x.as_standard_layout().into_owned();
+        let g_copy = g.as_standard_layout().into_owned();
+        assert_same(
+            &a.forward(x).unwrap(),
+            &b.forward(x_copy.view()).unwrap(),
+            name,
+        );
+        assert_same(
+            &a.backward(g).unwrap(),
+            &b.backward(g_copy.view()).unwrap(),
+            name,
+        );
+        let mut out = Array2::zeros((x.ncols(), x.nrows()).f());
+        let mut out_t = out.view_mut().reversed_axes();
+        a.backward_into(g, out_t.view_mut()).unwrap();
+        assert_same(
+            &out_t.to_owned(),
+            &b.backward(g_copy.view()).unwrap(),
+            "backward_into a column-major out",
+        );
+    }
+}
+
+#[test]
+fn view_api_agrees_with_owned_api() {
+    let x = uniform((7, 13), -5.0, 5.0, 22);
+    let g = uniform((7, 13), -1.0, 1.0, 23);
+    let mut owned = Softmax::new();
+    let mut viewing = Softmax::new();
+    let y = owned.forward(x.view()).unwrap();
+    assert_same(
+        &viewing.forward_view(x.view()).unwrap().to_owned(),
+        &y,
+        "forward_view",
+    );
+    let dx = owned.backward(g.view()).unwrap();
+    assert_same(
+        &viewing.backward_view(g.view()).unwrap().to_owned(),
+        &dx,
+        "backward_view",
+    );
+}
