@@ -19,12 +19,13 @@
 
 use std::fmt;
 
-use ndarray::{Array, ArrayView, Dimension};
+use ndarray::{Array, ArrayD, ArrayView, ArrayViewD, Dimension};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use thiserror::Error;
 
 use crate::layer::{Layer, LayerError};
+use crate::optim::Parameters;
 
 /// Settings for a finite-difference check. `Default` uses PyTorch's `gradcheck` values.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,20 +181,75 @@ impl GradCheck {
         let g = self.upstream(layer, input.view())?;
         layer.forward(input.view())?;
         let analytic = layer.backward(g.view())?;
+        self.check_function("input", input, analytic.view(), |x| {
+            Self::loss(layer, x, &g)
+        })
+    }
+
+    /// Checks the parameter gradients a layer stores in `backward` (see
+    /// [`Parameters`]) against finite differences of the same scalar loss.
+    pub fn check_parameters<L: Layer<f64, D> + Parameters<f64>, D: Dimension>(
+        &self,
+        layer: &mut L,
+        input: ArrayView<'_, f64, D>,
+    ) -> Result<GradCheckReport, GradCheckError> {
+        let g = self.upstream(layer, input.view())?;
+        layer.forward(input.view())?;
+        layer.backward(g.view())?;
+        let mut analytic: Vec<(&'static str, ArrayD<f64>)> = Vec::new();
+        layer.visit_parameters(&mut |p| {
+            analytic.push((p.name, p.grad.as_standard_layout().into_owned()))
+        });
+
+        let mut report = GradCheckReport::empty();
+        for (which, (name, grad)) in analytic.iter().enumerate() {
+            let mut value = parameter_value(layer, which);
+            LayerError::check_shape("gradcheck", name, value.shape(), grad.shape())?;
+            for (i, &a) in grad.iter().enumerate() {
+                let numeric = self.central_difference(&mut value, i, |v| {
+                    set_parameter(layer, which, v);
+                    Self::loss(layer, input.view(), &g)
+                })?;
+                set_parameter(layer, which, value.view());
+                report.record(self.compare(name, unravel(i, grad.shape()), a, numeric));
+            }
+        }
+        self.verdict(report)
+    }
+
+    /// [`check_input`](Self::check_input) and [`check_parameters`](Self::check_parameters) together.
+    pub fn check_layer<L: Layer<f64, D> + Parameters<f64>, D: Dimension>(
+        &self,
+        layer: &mut L,
+        input: ArrayView<'_, f64, D>,
+    ) -> Result<GradCheckReport, GradCheckError> {
+        let mut report = self.check_input(layer, input.view())?;
+        report.merge(self.check_parameters(layer, input)?);
+        Ok(report)
+    }
+
+    /// Checks `analytic` as the gradient of the scalar function `f` at `x`
+    /// (for losses, or anything else that is not a [`Layer`]).
+    pub fn check_function<D: Dimension>(
+        &self,
+        what: &str,
+        x: ArrayView<'_, f64, D>,
+        analytic: ArrayView<'_, f64, D>,
+        mut f: impl FnMut(ArrayView<'_, f64, D>) -> Result<f64, LayerError>,
+    ) -> Result<GradCheckReport, GradCheckError> {
         LayerError::check_shape(
             "gradcheck",
-            "input gradient",
-            input.shape(),
+            "analytic gradient",
+            x.shape(),
             analytic.shape(),
         )?;
-
         // Row-major copies, so element i of `x` is element i of `analytic`.
-        let mut x = input.as_standard_layout().into_owned();
+        let mut x = x.as_standard_layout().into_owned();
         let shape = x.shape().to_vec();
         let mut report = GradCheckReport::empty();
         for (i, &a) in analytic.iter().enumerate() {
-            let numeric = self.central_difference(&mut x, i, |x| Self::loss(layer, x, &g))?;
-            report.record(self.compare("input", unravel(i, &shape), a, numeric));
+            let numeric = self.central_difference(&mut x, i, &mut f)?;
+            report.record(self.compare(what, unravel(i, &shape), a, numeric));
         }
         self.verdict(report)
     }
@@ -226,6 +282,32 @@ impl GradCheck {
             Err(GradCheckError::Mismatch(report))
         }
     }
+}
+
+/// A row-major copy of parameter number `which` of `layer`.
+fn parameter_value<L: Parameters<f64>>(layer: &mut L, which: usize) -> ArrayD<f64> {
+    let mut found = None;
+    let mut index = 0;
+    layer.visit_parameters(&mut |p| {
+        if index == which {
+            found = Some(p.value.as_standard_layout().into_owned());
+        }
+        index += 1;
+    });
+    // Not found only if the layer visits fewer parameters than before; the
+    // caller's shape check then reports it.
+    found.unwrap_or_else(|| ArrayD::zeros(vec![0]))
+}
+
+/// Overwrites parameter number `which` of `layer` with `value` (same shape).
+fn set_parameter<L: Parameters<f64>>(layer: &mut L, which: usize, value: ArrayViewD<'_, f64>) {
+    let mut index = 0;
+    layer.visit_parameters(&mut |mut p| {
+        if index == which && p.value.shape() == value.shape() {
+            p.value.assign(&value);
+        }
+        index += 1;
+    });
 }
 
 /// Element `i` of `x` in logical row-major order.

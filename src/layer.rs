@@ -53,6 +53,14 @@ pub enum LayerError {
         /// Number of classes (columns of the logits).
         classes: usize,
     },
+    /// A loss was given no elements to average over.
+    #[error("{layer}: {what} is empty; a mean over no elements is undefined")]
+    Empty {
+        /// The loss that was called.
+        layer: &'static str,
+        /// Which argument was empty.
+        what: &'static str,
+    },
     /// A hyperparameter is outside its valid range.
     #[error("{layer}: invalid {name} = {value}: {requirement}")]
     InvalidParameter {

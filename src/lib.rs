@@ -49,25 +49,39 @@
 
 #![warn(missing_docs)]
 
+/// The README's code blocks, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use ndarray;
 
 pub mod activation;
+pub mod dense;
 pub mod gradcheck;
 mod kernels;
 pub mod layer;
+pub mod loss;
 pub mod math;
+pub mod optim;
 pub mod real;
 pub mod softmax;
 
 pub use activation::{DerivativeFrom, Elementwise, ElementwiseFn, Relu, Sigmoid, Tanh};
+pub use dense::{Dense, Init};
 pub use layer::{Layer, LayerError};
+pub use loss::{Mse, SoftmaxCrossEntropy};
+pub use optim::{Parameter, Parameters, Sgd};
 pub use real::Real;
 pub use softmax::Softmax;
 
 /// The traits and layers most programs need: `use ndlayers::prelude::*;`.
 pub mod prelude {
     pub use crate::activation::{Relu, Sigmoid, Tanh};
+    pub use crate::dense::{Dense, Init};
     pub use crate::layer::{Layer, LayerError};
+    pub use crate::loss::{Mse, SoftmaxCrossEntropy};
+    pub use crate::optim::{Parameter, Parameters, Sgd};
     pub use crate::real::Real;
     pub use crate::softmax::Softmax;
 }

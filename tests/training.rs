@@ -1,0 +1,382 @@
+//! Dense, the losses and SGD: gradients (through a whole network too), values, errors.
+
+mod common;
+
+use common::uniform;
+use ndlayers::gradcheck::GradCheck;
+use ndlayers::ndarray::{Array1, Array2, ArrayView2, Ix2, array};
+use ndlayers::prelude::*;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+fn dense(inputs: usize, outputs: usize, init: Init, seed: u64) -> Dense<f64> {
+    Dense::new(inputs, outputs, init, &mut StdRng::seed_from_u64(seed)).unwrap()
+}
+
+#[test]
+fn dense_gradients_match_finite_differences() {
+    for (i, init) in [
+        Init::GlorotUniform,
+        Init::GlorotNormal,
+        Init::HeUniform,
+        Init::HeNormal,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut layer = dense(4, 3, init, i as u64);
+        // Non-zero biases, so the check covers them in the forward pass as well.
+        let biased =
+            Dense::from_parameters(layer.weight().to_owned(), array![0.3, -0.2, 0.1]).unwrap();
+        for layer in [&mut layer, &mut biased.clone()] {
+            let x = uniform((5, 4), -2.0, 2.0, 10 + i as u64);
+            let report = GradCheck::default()
+                .check_layer(layer, x.view())
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                report.checked,
+                5 * 4 + 4 * 3 + 3,
+                "input, weight and bias elements"
+            );
+        }
+    }
+}
+
+#[test]
+fn dense_computes_x_w_plus_b() {
+    let mut layer = Dense::from_parameters(
+        array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]],
+        array![0.5, -0.5],
+    )
+    .unwrap();
+    let y = layer
+        .forward(array![[1.0, 0.0, -1.0], [2.0, 1.0, 0.0]].view())
+        .unwrap();
+    assert_eq!(y, array![[-3.5, -4.5], [5.5, 7.5]]);
+    let dx = layer
+        .backward(array![[1.0, 1.0], [0.0, 2.0]].view())
+        .unwrap();
+    assert_eq!(dx, array![[3.0, 7.0, 11.0], [4.0, 8.0, 12.0]]); // g Wᵀ
+    assert_eq!(
+        layer.grad_weight(),
+        array![[1.0, 5.0], [0.0, 2.0], [-1.0, -1.0]]
+    ); // xᵀ g
+    assert_eq!(layer.grad_bias(), array![1.0, 3.0]); // batch sum
+}
+
+#[test]
+fn dense_errors_name_the_shapes() {
+    let mut layer = dense(64, 10, Init::HeNormal, 0);
+    let err = layer.forward(Array2::zeros((8, 63)).view()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("input has shape [8, 63], expected [8, 64]"),
+        "{err}"
+    );
+    assert!(matches!(
+        dense(3, 2, Init::HeNormal, 0).backward(Array2::zeros((1, 2)).view()),
+        Err(LayerError::BackwardBeforeForward { layer: "Dense" })
+    ));
+    layer.forward(Array2::zeros((8, 64)).view()).unwrap();
+    let err = layer.backward(Array2::zeros((8, 9)).view()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("grad_output has shape [8, 9], expected [8, 10]"),
+        "{err}"
+    );
+    let err = Dense::from_parameters(Array2::<f32>::zeros((3, 2)), Array1::zeros(3)).unwrap_err();
+    assert!(
+        err.to_string().contains("bias has shape [3], expected [2]"),
+        "{err}"
+    );
+    let err = Dense::<f32>::new(0, 2, Init::HeNormal, &mut StdRng::seed_from_u64(0)).unwrap_err();
+    assert!(err.to_string().contains("inputs = 0"), "{err}");
+}
+
+#[test]
+fn initialisation_is_seeded_and_has_the_documented_scale() {
+    let a = dense(300, 200, Init::HeNormal, 42);
+    assert_eq!(
+        a.weight(),
+        dense(300, 200, Init::HeNormal, 42).weight(),
+        "same seed, same weights"
+    );
+    assert_ne!(a.weight(), dense(300, 200, Init::HeNormal, 43).weight());
+    let std = |w: ArrayView2<'_, f64>| (w.mapv(|v| v * v).mean().unwrap()).sqrt();
+    // 60 000 samples: the sample standard deviation is within 1% of σ with overwhelming probability.
+    let he = (2.0f64 / 300.0).sqrt();
+    assert!(
+        (std(a.weight()) / he - 1.0).abs() < 0.02,
+        "He normal std {} vs {he}",
+        std(a.weight())
+    );
+    let glorot = dense(300, 200, Init::GlorotUniform, 1);
+    let bound = (6.0f64 / 500.0).sqrt();
+    assert!(glorot.weight().iter().all(|w| w.abs() <= bound));
+    // U(-a, a) has standard deviation a/√3.
+    assert!((std(glorot.weight()) / (bound / 3f64.sqrt()) - 1.0).abs() < 0.02);
+    assert!(a.bias().iter().all(|&b| b == 0.0));
+}
+
+/// Reference values: mpmath, `log(exp(1)+exp(2)+exp(3)) - x[label]`, and
+/// `exp(x)/sum(exp(x))` for the gradient.
+#[test]
+fn cross_entropy_matches_reference_values() {
+    let mut ce = SoftmaxCrossEntropy::<f64>::new();
+    let loss = ce
+        .forward(
+            array![[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]].view(),
+            array![0, 2].view(),
+        )
+        .unwrap();
+    let want = (2.40760596444438 + 0.4076059644443803) / 2.0;
+    assert!((loss - want).abs() < 4.0 * f64::EPSILON, "{loss} vs {want}");
+    let probs = [0.09003057317038046, 0.24472847105479764, 0.6652409557748219];
+    let grad = ce.backward().unwrap();
+    let want = array![
+        [probs[0] - 1.0, probs[1], probs[2]],
+        [probs[0], probs[1], probs[2] - 1.0]
+    ] / 2.0;
+    for (g, w) in grad.iter().zip(&want) {
+        assert!((g - w).abs() < 1e-16, "{grad} vs {want}");
+    }
+}
+
+#[test]
+fn cross_entropy_of_uniform_logits_is_ln_classes() {
+    for classes in [2, 10, 1000] {
+        let mut ce = SoftmaxCrossEntropy::<f32>::new();
+        let loss = ce
+            .forward(
+                Array2::from_elem((4, classes), 3.5).view(),
+                Array1::zeros(4).view(),
+            )
+            .unwrap();
+        assert!(
+            (loss - (classes as f32).ln()).abs() <= 2.0 * f32::EPSILON * loss,
+            "{classes}: {loss}"
+        );
+    }
+}
+
+#[test]
+fn cross_entropy_is_stable_for_huge_logits() {
+    let mut ce = SoftmaxCrossEntropy::<f32>::new();
+    let loss = ce
+        .forward(array![[1e4, -1e4], [1e4, -1e4]].view(), array![1, 0].view())
+        .unwrap();
+    assert_eq!(loss, 1e4); // (2e4 + 0) / 2
+    let grad = ce.backward().unwrap();
+    assert_eq!(grad, array![[0.5, -0.5], [0.0, 0.0]]);
+    let loss = ce
+        .forward(array![[-3e38, 3e38, 0.0]].view(), array![2].view())
+        .unwrap();
+    assert_eq!(loss, 3e38);
+}
+
+#[test]
+fn cross_entropy_gradient_matches_finite_differences() {
+    let x = uniform((6, 5), -4.0, 4.0, 30);
+    let labels = array![0, 4, 2, 2, 1, 3];
+    let mut ce = SoftmaxCrossEntropy::new();
+    ce.forward(x.view(), labels.view()).unwrap();
+    let analytic = ce.backward().unwrap();
+    GradCheck::default()
+        .check_function("logits", x.view(), analytic.view(), |x| {
+            ce.forward(x, labels.view())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn cross_entropy_errors() {
+    let mut ce = SoftmaxCrossEntropy::<f64>::new();
+    assert!(matches!(
+        ce.backward(),
+        Err(LayerError::BackwardBeforeForward { .. })
+    ));
+    let err = ce
+        .forward(Array2::zeros((2, 3)).view(), array![0, 3].view())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "SoftmaxCrossEntropy: label 3 at batch index 1 is out of range for 3 classes"
+    );
+    let err = ce
+        .forward(Array2::zeros((2, 3)).view(), array![0].view())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("labels has shape [1], expected [2]"),
+        "{err}"
+    );
+    let err = ce
+        .forward(Array2::zeros((0, 3)).view(), Array1::zeros(0).view())
+        .unwrap_err();
+    assert!(matches!(err, LayerError::Empty { .. }), "{err}");
+}
+
+#[test]
+fn mse_values_gradient_and_errors() {
+    let mut mse = Mse::<f64>::new();
+    assert!(mse.backward().is_err());
+    assert_eq!(
+        mse.forward(
+            array![[1.0, 2.0], [3.0, 4.0]].view(),
+            array![[1.0, 0.0], [0.0, 4.0]].view()
+        )
+        .unwrap(),
+        13.0 / 4.0
+    );
+    let p = uniform((3, 4), -2.0, 2.0, 31);
+    let t = uniform((3, 4), -2.0, 2.0, 32);
+    mse.forward(p.view(), t.view()).unwrap();
+    let analytic = mse.backward().unwrap();
+    GradCheck::default()
+        .check_function("prediction", p.view(), analytic.view(), |p| {
+            mse.forward(p, t.view())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = mse
+        .forward(Array2::zeros((2, 2)).view(), Array2::zeros((2, 3)).view())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("target has shape [2, 3], expected [2, 2]"),
+        "{err}"
+    );
+    assert!(
+        mse.forward(Array2::zeros((0, 2)).view(), Array2::zeros((0, 2)).view())
+            .is_err()
+    );
+    // Any dimension works.
+    let mut mse1 = Mse::<f32, ndlayers::ndarray::Ix1>::new();
+    assert_eq!(
+        mse1.forward(array![2.0].view(), array![0.0].view())
+            .unwrap(),
+        4.0
+    );
+}
+
+#[test]
+fn sgd_steps_follow_the_formulas() {
+    let mut layer = Dense::from_parameters(array![[1.0_f64]], array![0.0]).unwrap();
+    layer.forward(array![[2.0]].view()).unwrap();
+    layer.backward(array![[1.0]].view()).unwrap(); // dW = 2, db = 1
+    let mut sgd = Sgd::new(0.1).unwrap();
+    sgd.step(&mut [&mut layer]).unwrap();
+    assert_eq!((layer.weight()[[0, 0]], layer.bias()[0]), (1.0 - 0.2, -0.1));
+
+    let mut layer = Dense::from_parameters(array![[1.0_f64]], array![0.0]).unwrap();
+    let mut sgd = Sgd::new(0.5).unwrap().with_momentum(0.5).unwrap();
+    layer.forward(array![[1.0]].view()).unwrap();
+    layer.backward(array![[1.0]].view()).unwrap(); // dW = 1 on both steps
+    sgd.step(&mut [&mut layer]).unwrap(); // v = 1, w = 0.5
+    sgd.step(&mut [&mut layer]).unwrap(); // v = 1.5, w = -0.25
+    assert_eq!(layer.weight()[[0, 0]], -0.25);
+}
+
+#[test]
+fn sgd_rejects_bad_hyperparameters() {
+    for lr in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        assert!(Sgd::new(lr).is_err(), "lr {lr}");
+    }
+    for mu in [-0.1, 1.0, f64::NAN] {
+        assert!(
+            Sgd::new(0.1).unwrap().with_momentum(mu).is_err(),
+            "momentum {mu}"
+        );
+    }
+    let err = Sgd::<f32>::new(-1.0).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "Sgd: invalid learning_rate = -1: must be positive and finite"
+    );
+}
+
+/// `Dense → Tanh → Dense → softmax cross-entropy`, as one layer whose output
+/// is the `(1, 1)` loss, so the public checker sees every gradient at once.
+#[derive(Clone)]
+struct Network {
+    first: Dense<f64>,
+    tanh: Tanh<f64, Ix2>,
+    second: Dense<f64>,
+    loss: SoftmaxCrossEntropy<f64>,
+    labels: Array1<usize>,
+}
+
+impl Layer<f64, Ix2> for Network {
+    fn forward(&mut self, x: ArrayView2<'_, f64>) -> Result<Array2<f64>, LayerError> {
+        let h = self.first.forward(x)?;
+        let a = self.tanh.forward(h.view())?;
+        let logits = self.second.forward(a.view())?;
+        Ok(array![[self
+            .loss
+            .forward(logits.view(), self.labels.view())?]])
+    }
+
+    fn backward(&mut self, g: ArrayView2<'_, f64>) -> Result<Array2<f64>, LayerError> {
+        let dlogits = self.loss.backward()? * g[[0, 0]];
+        let da = self.second.backward(dlogits.view())?;
+        let dh = self.tanh.backward(da.view())?;
+        self.first.backward(dh.view())
+    }
+}
+
+impl Parameters<f64> for Network {
+    fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, f64>)) {
+        self.first.visit_parameters(visit);
+        self.second.visit_parameters(visit);
+    }
+}
+
+#[test]
+fn a_whole_two_layer_network_passes_the_gradient_check() {
+    let mut net = Network {
+        first: dense(5, 7, Init::GlorotUniform, 3),
+        tanh: Tanh::new(),
+        second: dense(7, 4, Init::GlorotUniform, 4),
+        loss: SoftmaxCrossEntropy::new(),
+        labels: array![0, 3, 1],
+    };
+    let x = uniform((3, 5), -1.5, 1.5, 33);
+    let report = GradCheck::default()
+        .check_layer(&mut net, x.view())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.checked, 3 * 5 + 5 * 7 + 7 + 7 * 4 + 4);
+    println!("worst element: {}", report.worst.unwrap());
+}
+
+#[test]
+fn a_wrong_parameter_gradient_is_caught_and_named() {
+    /// A Dense whose reported bias gradient is doubled.
+    struct Broken(Dense<f64>);
+    impl Layer<f64, Ix2> for Broken {
+        fn forward(&mut self, x: ArrayView2<'_, f64>) -> Result<Array2<f64>, LayerError> {
+            self.0.forward(x)
+        }
+        fn backward(&mut self, g: ArrayView2<'_, f64>) -> Result<Array2<f64>, LayerError> {
+            self.0.backward(g)
+        }
+    }
+    impl Parameters<f64> for Broken {
+        fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, f64>)) {
+            let doubled = self.0.grad_bias().to_owned() * 2.0;
+            self.0.visit_parameters(&mut |p| {
+                if p.name == "bias" {
+                    visit(Parameter {
+                        grad: doubled.view().into_dyn(),
+                        ..p
+                    });
+                } else {
+                    visit(p);
+                }
+            });
+        }
+    }
+    let mut broken = Broken(dense(2, 2, Init::HeNormal, 5));
+    let err = GradCheck::default()
+        .check_parameters(&mut broken, array![[1.0, 2.0]].view())
+        .unwrap_err();
+    assert!(err.to_string().contains("worst: bias at ["), "{err}");
+}
