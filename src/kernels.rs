@@ -168,12 +168,28 @@ fn pairwise_total<F: Real>(mut acc: [F; LANES]) -> F {
     acc[0]
 }
 
+/// Rows shorter than this take the blocked short-row path: with fewer than
+/// two chunks of [`LANES`], lane-wise reductions cost more than they save.
+const SHORT_ROW: usize = 2 * LANES;
+
+/// Plain sequential maximum ignoring NaN, for short rows.
+#[inline(always)]
+fn max_short<F: Real>(x: &[F]) -> F {
+    x.iter()
+        .fold(F::neg_infinity(), |m, &v| if v > m { v } else { m })
+}
+
 /// Row-wise softmax of a row-major `(rows, cols)` matrix held in `x`, into `y`.
 ///
-/// Rows are processed in blocks of about [`SOFTMAX_BLOCK`] elements: per row,
-/// `y = x - max(x)`; then `exp` over the whole block at once (vectorised even
-/// when rows are 10 wide); then per row, divide by the sum. The block stays
-/// in L1/L2, so main memory sees one read of `x` and one write of `y`.
+/// Long rows: per row, the maximum (lane-wise), `y = exp(x - max)` vectorised,
+/// the compensated sum, and a vectorised division. A row of 32768 `f32` stays
+/// in L2 between these passes, so memory sees one read of `x` and one write of `y`.
+///
+/// Short rows (e.g. 10 classes), where per-row vector loops would be mostly
+/// remainder: rows go in blocks of about [`SOFTMAX_BLOCK`] elements. The row
+/// maxima and then the row sums are spread into a scratch block, one value per
+/// element, so that `exp(x - max)` and the division run as vectorised loops
+/// over the whole block; only the per-row reductions are scalar.
 #[multiversion(targets(
     "x86_64+avx512f+avx512vl+avx512dq+avx512bw+avx2+fma",
     "x86_64+avx2+fma",
@@ -183,27 +199,40 @@ pub(crate) fn softmax_rows<F: Real>(x: &[F], y: &mut [F], cols: usize) {
     if cols == 0 {
         return;
     }
-    let block = (SOFTMAX_BLOCK / cols).max(1) * cols;
-    for (xb, yb) in x.chunks(block).zip(y.chunks_mut(block)) {
-        for (xr, yr) in xb.chunks_exact(cols).zip(yb.chunks_exact_mut(cols)) {
+    if cols >= SHORT_ROW {
+        for (xr, yr) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
             let max = max_ignoring_nan(xr);
             for (y, &x) in yr.iter_mut().zip(xr) {
-                *y = x - max;
+                *y = math::exp(x - max);
             }
-        }
-        for y in yb.iter_mut() {
-            *y = math::exp(*y);
-        }
-        for yr in yb.chunks_exact_mut(cols) {
             let total = sum(yr);
             for y in yr.iter_mut() {
                 *y /= total;
             }
         }
+        return;
+    }
+    let block = SOFTMAX_BLOCK / cols * cols;
+    let mut spread = [F::zero(); SOFTMAX_BLOCK];
+    for (xb, yb) in x.chunks(block).zip(y.chunks_mut(block)) {
+        let spread = &mut spread[..xb.len()];
+        for (xr, sr) in xb.chunks_exact(cols).zip(spread.chunks_exact_mut(cols)) {
+            sr.fill(max_short(xr));
+        }
+        for ((y, &x), &max) in yb.iter_mut().zip(xb).zip(spread.iter()) {
+            *y = math::exp(x - max);
+        }
+        for (yr, sr) in yb.chunks_exact(cols).zip(spread.chunks_exact_mut(cols)) {
+            sr.fill(yr.iter().fold(F::zero(), |s, &v| s + v));
+        }
+        for (y, &total) in yb.iter_mut().zip(spread.iter()) {
+            *y /= total;
+        }
     }
 }
 
-/// Row-wise softmax vector–Jacobian product: `out = y ⊙ (g - (g·y))` per row.
+/// Row-wise softmax vector–Jacobian product: `out = y ⊙ (g - (g·y))` per row,
+/// with the same long-row / blocked short-row split as [`softmax_rows`].
 #[multiversion(targets(
     "x86_64+avx512f+avx512vl+avx512dq+avx512bw+avx2+fma",
     "x86_64+avx2+fma",
@@ -213,13 +242,35 @@ pub(crate) fn softmax_backward_rows<F: Real>(y: &[F], g: &[F], out: &mut [F], co
     if cols == 0 {
         return;
     }
-    for ((yr, gr), or) in y
-        .chunks_exact(cols)
-        .zip(g.chunks_exact(cols))
-        .zip(out.chunks_exact_mut(cols))
+    if cols >= SHORT_ROW {
+        for ((yr, gr), or) in y
+            .chunks_exact(cols)
+            .zip(g.chunks_exact(cols))
+            .zip(out.chunks_exact_mut(cols))
+        {
+            let gy = dot(gr, yr);
+            for ((o, &y), &g) in or.iter_mut().zip(yr).zip(gr) {
+                *o = y * (g - gy);
+            }
+        }
+        return;
+    }
+    let block = SOFTMAX_BLOCK / cols * cols;
+    let mut spread = [F::zero(); SOFTMAX_BLOCK];
+    for ((yb, gb), ob) in y
+        .chunks(block)
+        .zip(g.chunks(block))
+        .zip(out.chunks_mut(block))
     {
-        let gy = dot(gr, yr);
-        for ((o, &y), &g) in or.iter_mut().zip(yr).zip(gr) {
+        let spread = &mut spread[..yb.len()];
+        for ((yr, gr), sr) in yb
+            .chunks_exact(cols)
+            .zip(gb.chunks_exact(cols))
+            .zip(spread.chunks_exact_mut(cols))
+        {
+            sr.fill(yr.iter().zip(gr).fold(F::zero(), |s, (&y, &g)| s + y * g));
+        }
+        for (((o, &y), &g), &gy) in ob.iter_mut().zip(yb).zip(gb).zip(spread.iter()) {
             *o = y * (g - gy);
         }
     }

@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Prints the README's activation performance table from criterion's results.
+
+Run `cargo bench --bench activations` first; this reads
+target/criterion/<layer>_<direction>/<shape>/<path>/new/estimates.json.
+"""
+import json
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion"
+PATHS = ["ndlayers_view", "ndlayers_owned", "naive", "memory_floor"]
+BYTES = {"forward": 8, "backward": 12}
+
+
+def median_seconds(group, shape, path):
+    f = ROOT / group / shape / path / "new" / "estimates.json"
+    if not f.exists():
+        return None
+    return json.loads(f.read_text())["median"]["point_estimate"] * 1e-9
+
+
+def main():
+    rows = []
+    for group_dir in sorted(ROOT.glob("*_*ward")):
+        layer, direction = group_dir.name.rsplit("_", 1)
+        for shape_dir in sorted(group_dir.iterdir()):
+            if not shape_dir.is_dir() or shape_dir.name == "report":
+                continue
+            r, c = (int(v) for v in shape_dir.name.split("x"))
+            moved = BYTES[direction] * r * c
+            t = {p: median_seconds(group_dir.name, shape_dir.name, p) for p in PATHS}
+            if None in t.values():
+                continue
+            gbs = {p: moved / t[p] / 1e9 for p in PATHS}
+            rows.append((layer, direction, r * c, shape_dir.name, t, gbs))
+    if not rows:
+        sys.exit("no results under target/criterion: run `cargo bench --bench activations` first")
+    order = {"sigmoid": 0, "tanh": 1, "relu": 2, "softmax": 3}
+    rows.sort(key=lambda row: (order.get(row[0], 9), row[1] != "forward", row[2]))
+    print("| layer | pass | shape | view GB/s | owned GB/s | naive GB/s | floor GB/s | view vs floor (time) | view vs naive (speed-up) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for layer, direction, _, shape, t, g in rows:
+        print(
+            f"| {layer} | {direction} | {shape.replace('x', '×')} | {g['ndlayers_view']:.1f} | {g['ndlayers_owned']:.1f} "
+            f"| {g['naive']:.1f} | {g['memory_floor']:.1f} | {t['ndlayers_view'] / t['memory_floor']:.2f}× "
+            f"| {t['naive'] / t['ndlayers_view']:.1f}× |"
+        )
+
+
+if __name__ == "__main__":
+    main()
