@@ -32,7 +32,7 @@ pub enum DerivativeFrom {
 /// the caching, the vectorised loops and every memory layout.
 /// Both methods must be branch-free in spirit (`if` on floats is fine: it
 /// becomes a blend) and `#[inline(always)]`, so the slice loops vectorise.
-pub trait ElementwiseFn<F: Real>: Clone + Debug {
+pub trait ElementwiseFn<F: Real>: Clone + Debug + Send + Sync {
     /// Name used in error messages.
     const NAME: &'static str;
     /// Whether [`derivative`](Self::derivative) takes `y` or `x`.

@@ -19,33 +19,75 @@ use crate::activation::ElementwiseFn;
 use crate::math;
 use crate::real::Real;
 
+/// Compiles a function once per SIMD target and dispatches to the best one the
+/// CPU has, detected at run time: AVX-512, AVX2+FMA, NEON, or the portable baseline.
+macro_rules! simd {
+    ($function:item) => {
+        #[multiversion(targets(
+            "x86_64+avx512f+avx512vl+avx512dq+avx512bw+avx2+fma",
+            "x86_64+avx2+fma",
+            "aarch64+neon"
+        ))]
+        $function
+    };
+}
+
 /// Independent accumulators in a reduction: two AVX2 registers of `f32`,
 /// enough to hide the latency of the adds.
 const LANES: usize = 16;
+
+/// Below this many elements a loop stays on the calling thread, so that small
+/// batches never pay for waking workers (PyTorch's grain size is 32768 too).
+#[cfg(feature = "rayon")]
+const PARALLEL_MIN: usize = 32 * 1024;
+
+/// Runs `f` over `out` and the matching parts of `inputs`, cut into pieces of a
+/// multiple of `unit` elements (a softmax row, or 1).
+///
+/// With the `rayon` feature and at least [`PARALLEL_MIN`] elements, the pieces
+/// (one per thread, each at least `PARALLEL_MIN`) run in parallel; otherwise
+/// `f` sees the whole slices at once.
+fn chunked<F: Real, const N: usize>(
+    inputs: [&[F]; N],
+    out: &mut [F],
+    unit: usize,
+    f: impl Fn([&[F]; N], &mut [F]) + Sync,
+) {
+    #[cfg(feature = "rayon")]
+    if out.len() >= PARALLEL_MIN && unit > 0 {
+        use rayon::prelude::*;
+        let per_thread = out
+            .len()
+            .div_ceil(rayon::current_num_threads())
+            .max(PARALLEL_MIN);
+        let piece = per_thread.div_ceil(unit) * unit;
+        out.par_chunks_mut(piece).enumerate().for_each(|(i, out)| {
+            let start = i * piece;
+            f(inputs.map(|input| &input[start..start + out.len()]), out)
+        });
+        return;
+    }
+    let _ = unit;
+    f(inputs, out)
+}
 
 /// Rows of a short-row softmax are grouped into blocks of about this many
 /// elements, so that `exp` runs vectorised over a whole block that stays in L1.
 const SOFTMAX_BLOCK: usize = 2048;
 
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512dq+avx512bw+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-fn forward_slice<F: Real, A: ElementwiseFn<F>>(act: &A, x: &[F], y: &mut [F]) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y = act.value(x);
+simd! {
+    fn forward_slice<F: Real, A: ElementwiseFn<F>>(act: &A, x: &[F], y: &mut [F]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = act.value(x);
+        }
     }
 }
 
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512dq+avx512bw+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-fn backward_slice<F: Real, A: ElementwiseFn<F>>(act: &A, cached: &[F], g: &[F], out: &mut [F]) {
-    for ((out, &c), &g) in out.iter_mut().zip(cached).zip(g) {
-        *out = g * act.derivative(c);
+simd! {
+    fn backward_slice<F: Real, A: ElementwiseFn<F>>(act: &A, cached: &[F], g: &[F], out: &mut [F]) {
+        for ((out, &c), &g) in out.iter_mut().zip(cached).zip(g) {
+            *out = g * act.derivative(c);
+        }
     }
 }
 
@@ -59,7 +101,7 @@ pub(crate) fn map_unary<F: Real, A: ElementwiseFn<F>, D: Dimension>(
     if x.strides() == y.strides()
         && let (Some(xs), Some(ys)) = (x.as_slice_memory_order(), y.as_slice_memory_order_mut())
     {
-        forward_slice(act, xs, ys);
+        chunked([xs], ys, 1, |[xs], ys| forward_slice(act, xs, ys));
         return;
     }
     Zip::from(&mut y)
@@ -84,7 +126,9 @@ pub(crate) fn map_backward<F: Real, A: ElementwiseFn<F>, D: Dimension>(
             out.as_slice_memory_order_mut(),
         )
     {
-        backward_slice(act, cs, gs, os);
+        chunked([cs, gs], os, 1, |[cs, gs], os| {
+            backward_slice(act, cs, gs, os)
+        });
         return;
     }
     Zip::from(&mut out)
@@ -190,88 +234,92 @@ fn max_short<F: Real>(x: &[F]) -> F {
 /// maxima and then the row sums are spread into a scratch block, one value per
 /// element, so that `exp(x - max)` and the division run as vectorised loops
 /// over the whole block; only the per-row reductions are scalar.
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512dq+avx512bw+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
 pub(crate) fn softmax_rows<F: Real>(x: &[F], y: &mut [F], cols: usize) {
-    if cols == 0 {
-        return;
-    }
-    if cols >= SHORT_ROW {
-        for (xr, yr) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
-            let max = max_ignoring_nan(xr);
-            for (y, &x) in yr.iter_mut().zip(xr) {
+    chunked([x], y, cols, |[x], y| softmax_rows_serial(x, y, cols));
+}
+
+simd! {
+    fn softmax_rows_serial<F: Real>(x: &[F], y: &mut [F], cols: usize) {
+        if cols == 0 {
+            return;
+        }
+        if cols >= SHORT_ROW {
+            for (xr, yr) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
+                let max = max_ignoring_nan(xr);
+                for (y, &x) in yr.iter_mut().zip(xr) {
+                    *y = math::exp(x - max);
+                }
+                let total = sum(yr);
+                for y in yr.iter_mut() {
+                    *y /= total;
+                }
+            }
+            return;
+        }
+        let block = SOFTMAX_BLOCK / cols * cols;
+        let mut spread = [F::zero(); SOFTMAX_BLOCK];
+        for (xb, yb) in x.chunks(block).zip(y.chunks_mut(block)) {
+            let spread = &mut spread[..xb.len()];
+            for (xr, sr) in xb.chunks_exact(cols).zip(spread.chunks_exact_mut(cols)) {
+                sr.fill(max_short(xr));
+            }
+            for ((y, &x), &max) in yb.iter_mut().zip(xb).zip(spread.iter()) {
                 *y = math::exp(x - max);
             }
-            let total = sum(yr);
-            for y in yr.iter_mut() {
+            for (yr, sr) in yb.chunks_exact(cols).zip(spread.chunks_exact_mut(cols)) {
+                sr.fill(yr.iter().fold(F::zero(), |s, &v| s + v));
+            }
+            for (y, &total) in yb.iter_mut().zip(spread.iter()) {
                 *y /= total;
             }
-        }
-        return;
-    }
-    let block = SOFTMAX_BLOCK / cols * cols;
-    let mut spread = [F::zero(); SOFTMAX_BLOCK];
-    for (xb, yb) in x.chunks(block).zip(y.chunks_mut(block)) {
-        let spread = &mut spread[..xb.len()];
-        for (xr, sr) in xb.chunks_exact(cols).zip(spread.chunks_exact_mut(cols)) {
-            sr.fill(max_short(xr));
-        }
-        for ((y, &x), &max) in yb.iter_mut().zip(xb).zip(spread.iter()) {
-            *y = math::exp(x - max);
-        }
-        for (yr, sr) in yb.chunks_exact(cols).zip(spread.chunks_exact_mut(cols)) {
-            sr.fill(yr.iter().fold(F::zero(), |s, &v| s + v));
-        }
-        for (y, &total) in yb.iter_mut().zip(spread.iter()) {
-            *y /= total;
         }
     }
 }
 
 /// Row-wise softmax vector–Jacobian product: `out = y ⊙ (g - (g·y))` per row,
 /// with the same long-row / blocked short-row split as [`softmax_rows`].
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512dq+avx512bw+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
 pub(crate) fn softmax_backward_rows<F: Real>(y: &[F], g: &[F], out: &mut [F], cols: usize) {
-    if cols == 0 {
-        return;
-    }
-    if cols >= SHORT_ROW {
-        for ((yr, gr), or) in y
-            .chunks_exact(cols)
-            .zip(g.chunks_exact(cols))
-            .zip(out.chunks_exact_mut(cols))
+    chunked([y, g], out, cols, |[y, g], out| {
+        softmax_backward_rows_serial(y, g, out, cols)
+    });
+}
+
+simd! {
+    fn softmax_backward_rows_serial<F: Real>(y: &[F], g: &[F], out: &mut [F], cols: usize) {
+        if cols == 0 {
+            return;
+        }
+        if cols >= SHORT_ROW {
+            for ((yr, gr), or) in y
+                .chunks_exact(cols)
+                .zip(g.chunks_exact(cols))
+                .zip(out.chunks_exact_mut(cols))
+            {
+                let gy = dot(gr, yr);
+                for ((o, &y), &g) in or.iter_mut().zip(yr).zip(gr) {
+                    *o = y * (g - gy);
+                }
+            }
+            return;
+        }
+        let block = SOFTMAX_BLOCK / cols * cols;
+        let mut spread = [F::zero(); SOFTMAX_BLOCK];
+        for ((yb, gb), ob) in y
+            .chunks(block)
+            .zip(g.chunks(block))
+            .zip(out.chunks_mut(block))
         {
-            let gy = dot(gr, yr);
-            for ((o, &y), &g) in or.iter_mut().zip(yr).zip(gr) {
+            let spread = &mut spread[..yb.len()];
+            for ((yr, gr), sr) in yb
+                .chunks_exact(cols)
+                .zip(gb.chunks_exact(cols))
+                .zip(spread.chunks_exact_mut(cols))
+            {
+                sr.fill(yr.iter().zip(gr).fold(F::zero(), |s, (&y, &g)| s + y * g));
+            }
+            for (((o, &y), &g), &gy) in ob.iter_mut().zip(yb).zip(gb).zip(spread.iter()) {
                 *o = y * (g - gy);
             }
-        }
-        return;
-    }
-    let block = SOFTMAX_BLOCK / cols * cols;
-    let mut spread = [F::zero(); SOFTMAX_BLOCK];
-    for ((yb, gb), ob) in y
-        .chunks(block)
-        .zip(g.chunks(block))
-        .zip(out.chunks_mut(block))
-    {
-        let spread = &mut spread[..yb.len()];
-        for ((yr, gr), sr) in yb
-            .chunks_exact(cols)
-            .zip(gb.chunks_exact(cols))
-            .zip(spread.chunks_exact_mut(cols))
-        {
-            sr.fill(yr.iter().zip(gr).fold(F::zero(), |s, (&y, &g)| s + y * g));
-        }
-        for (((o, &y), &g), &gy) in ob.iter_mut().zip(yb).zip(gb).zip(spread.iter()) {
-            *o = y * (g - gy);
         }
     }
 }

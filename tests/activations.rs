@@ -400,3 +400,18 @@ fn layers_are_default_clone_and_debug() {
     let b = a.clone();
     assert!(format!("{b:?}").contains("Elementwise"));
 }
+
+#[test]
+fn large_contiguous_arrays_match_the_per_element_path() {
+    // 300 × 256 = 76 800 elements: above the parallel threshold, so with the
+    // `rayon` feature this compares the threaded vectorised path with `Zip`.
+    let wide = uniform((300, 512), -30.0, 30.0, 40);
+    let strided = wide.slice(s![.., ..;2]); // not contiguous: per-element path
+    let contiguous = strided.to_owned();
+    let g = uniform((300, 256), -1.0, 1.0, 41);
+    check_layout(&Sigmoid::new(), strided, g.view());
+    check_layout(&Tanh::new(), strided, g.view());
+    check_layout(&Relu::new(), strided, g.view());
+    let y = Sigmoid::new().forward(contiguous.view()).unwrap();
+    assert_eq!(y.dim(), (300, 256));
+}

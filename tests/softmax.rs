@@ -222,3 +222,23 @@ fn view_api_agrees_with_owned_api() {
         "backward_view",
     );
 }
+
+#[test]
+fn large_batches_match_row_by_row_evaluation() {
+    // Above the parallel threshold (with `rayon`: split across threads by whole
+    // rows), for short rows and long rows; each row alone is far below it.
+    for (shape, seed) in [((4000, 10), 50), ((3, 20000), 51), ((700, 64), 52)] {
+        let x = uniform(shape, -10.0, 10.0, seed);
+        let g = uniform(shape, -1.0, 1.0, seed + 100);
+        let mut whole = Softmax::new();
+        let y = whole.forward(x.view()).unwrap();
+        let dx = whole.backward(g.view()).unwrap();
+        for r in 0..shape.0 {
+            let mut single = Softmax::new();
+            let yr = single.forward(x.slice(s![r..r + 1, ..])).unwrap();
+            let dr = single.backward(g.slice(s![r..r + 1, ..])).unwrap();
+            assert_eq!(yr.row(0), y.row(r), "{shape:?} row {r}");
+            assert_eq!(dr.row(0), dx.row(r), "{shape:?} row {r}");
+        }
+    }
+}
