@@ -2,10 +2,12 @@
 """Prints the README's activation performance table from criterion's results.
 
 Run `cargo bench --bench activations` first; this reads
-target/criterion/<layer>_<direction>/<shape>/<path>/new/estimates.json.
+target/criterion/<layer>_<direction>_<rows>x<cols>/<path>/new/estimates.json
+(criterion turns the group name's slash into an underscore).
 """
 import json
 import pathlib
+import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion"
@@ -13,8 +15,8 @@ PATHS = ["ndlayers_view", "ndlayers_owned", "naive", "memory_floor"]
 BYTES = {"forward": 8, "backward": 12}
 
 
-def median_seconds(group, shape, path):
-    f = ROOT / group / shape / path / "new" / "estimates.json"
+def median_seconds(group_dir, path):
+    f = group_dir / path / "new" / "estimates.json"
     if not f.exists():
         return None
     return json.loads(f.read_text())["median"]["point_estimate"] * 1e-9
@@ -22,18 +24,17 @@ def median_seconds(group, shape, path):
 
 def main():
     rows = []
-    for group_dir in sorted(ROOT.glob("*_*ward")):
-        layer, direction = group_dir.name.rsplit("_", 1)
-        for shape_dir in sorted(group_dir.iterdir()):
-            if not shape_dir.is_dir() or shape_dir.name == "report":
-                continue
-            r, c = (int(v) for v in shape_dir.name.split("x"))
-            moved = BYTES[direction] * r * c
-            t = {p: median_seconds(group_dir.name, shape_dir.name, p) for p in PATHS}
-            if None in t.values():
-                continue
-            gbs = {p: moved / t[p] / 1e9 for p in PATHS}
-            rows.append((layer, direction, r * c, shape_dir.name, t, gbs))
+    for group_dir in sorted(ROOT.iterdir()):
+        m = re.fullmatch(r"([a-z0-9]+)_(forward|backward)_(\d+)x(\d+)", group_dir.name)
+        if not m:
+            continue
+        layer, direction, r, c = m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
+        moved = BYTES[direction] * r * c
+        t = {p: median_seconds(group_dir, p) for p in PATHS}
+        if None in t.values():
+            continue
+        gbs = {p: moved / t[p] / 1e9 for p in PATHS}
+        rows.append((layer, direction, r * c, f"{r}x{c}", t, gbs))
     if not rows:
         sys.exit("no results under target/criterion: run `cargo bench --bench activations` first")
     order = {"sigmoid": 0, "tanh": 1, "relu": 2, "softmax": 3}

@@ -137,7 +137,7 @@ pub enum GradCheckError {
 
 impl GradCheck {
     /// The scalar `Σ g ⊙ layer(x)`.
-    fn loss<L: Layer<f64, D>, D: Dimension>(
+    fn loss<L: Layer<f64, D> + ?Sized, D: Dimension>(
         layer: &mut L,
         x: ArrayView<'_, f64, D>,
         g: &Array<f64, D>,
@@ -159,7 +159,7 @@ impl GradCheck {
 
     /// A random upstream gradient shaped like `layer`'s output for `input`
     /// (runs forward once to learn the shape).
-    pub fn upstream<L: Layer<f64, D>, D: Dimension>(
+    pub fn upstream<L: Layer<f64, D> + ?Sized, D: Dimension>(
         &self,
         layer: &mut L,
         input: ArrayView<'_, f64, D>,
@@ -173,7 +173,7 @@ impl GradCheck {
     ///
     /// Returns the report when every element passes, or [`GradCheckError::Mismatch`]
     /// with the same report when one does not.
-    pub fn check_input<L: Layer<f64, D>, D: Dimension>(
+    pub fn check_input<L: Layer<f64, D> + ?Sized, D: Dimension>(
         &self,
         layer: &mut L,
         input: ArrayView<'_, f64, D>,
@@ -188,7 +188,7 @@ impl GradCheck {
 
     /// Checks the parameter gradients a layer stores in `backward` (see
     /// [`Parameters`]) against finite differences of the same scalar loss.
-    pub fn check_parameters<L: Layer<f64, D> + Parameters<f64>, D: Dimension>(
+    pub fn check_parameters<L: Layer<f64, D> + Parameters<f64> + ?Sized, D: Dimension>(
         &self,
         layer: &mut L,
         input: ArrayView<'_, f64, D>,
@@ -218,7 +218,7 @@ impl GradCheck {
     }
 
     /// [`check_input`](Self::check_input) and [`check_parameters`](Self::check_parameters) together.
-    pub fn check_layer<L: Layer<f64, D> + Parameters<f64>, D: Dimension>(
+    pub fn check_layer<L: Layer<f64, D> + Parameters<f64> + ?Sized, D: Dimension>(
         &self,
         layer: &mut L,
         input: ArrayView<'_, f64, D>,
@@ -285,7 +285,7 @@ impl GradCheck {
 }
 
 /// A row-major copy of parameter number `which` of `layer`.
-fn parameter_value<L: Parameters<f64>>(layer: &mut L, which: usize) -> ArrayD<f64> {
+fn parameter_value<L: Parameters<f64> + ?Sized>(layer: &mut L, which: usize) -> ArrayD<f64> {
     let mut found = None;
     let mut index = 0;
     layer.visit_parameters(&mut |p| {
@@ -300,7 +300,11 @@ fn parameter_value<L: Parameters<f64>>(layer: &mut L, which: usize) -> ArrayD<f6
 }
 
 /// Overwrites parameter number `which` of `layer` with `value` (same shape).
-fn set_parameter<L: Parameters<f64>>(layer: &mut L, which: usize, value: ArrayViewD<'_, f64>) {
+fn set_parameter<L: Parameters<f64> + ?Sized>(
+    layer: &mut L,
+    which: usize,
+    value: ArrayViewD<'_, f64>,
+) {
     let mut index = 0;
     layer.visit_parameters(&mut |mut p| {
         if index == which && p.value.shape() == value.shape() {

@@ -15,6 +15,17 @@ pub trait Layer<F, D: Dimension> {
     fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError>;
 }
 
+/// A boxed layer is a layer, so networks can hold `Vec<Box<dyn Layer<F, D>>>`.
+impl<F, D: Dimension, L: Layer<F, D> + ?Sized> Layer<F, D> for Box<L> {
+    fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+        (**self).forward(input)
+    }
+
+    fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+        (**self).backward(grad_output)
+    }
+}
+
 /// What went wrong in a layer, loss or optimiser call.
 ///
 /// Every public function of the crate reports bad input through this type; none panics.

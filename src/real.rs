@@ -61,6 +61,10 @@ pub trait Real: NdFloat + FromPrimitive + sealed::Sealed {
 
     /// `v` converted from `f64`, rounded to nearest: for named constants in generic code.
     fn lit(v: f64) -> Self;
+
+    /// The complementary error function `erfc(x) = 1 - erf(x)`, accurate in
+    /// both tails (from the `libm` crate, a port of musl's; not vectorised).
+    fn erfc(self) -> Self;
 }
 
 impl Real for f32 {
@@ -101,6 +105,11 @@ impl Real for f32 {
     #[inline(always)]
     fn lit(v: f64) -> Self {
         v as f32
+    }
+
+    #[inline]
+    fn erfc(self) -> Self {
+        libm::erfcf(self)
     }
 }
 
@@ -147,5 +156,10 @@ impl Real for f64 {
     #[inline(always)]
     fn lit(v: f64) -> Self {
         v
+    }
+
+    #[inline]
+    fn erfc(self) -> Self {
+        libm::erfc(self)
     }
 }

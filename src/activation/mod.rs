@@ -7,8 +7,16 @@
 //! | [`Sigmoid`] | `1 / (1 + e^-x)` | `y (1 - y)` | `y` |
 //! | [`Tanh`] | `tanh x` | `1 - y² = (1 - y)(1 + y)` | `y` |
 //! | [`Relu`] | `max(x, 0)` | `1` if `x > 0`, else `0` | `y` |
+//!
+//! and the rest of the family, which cache `x`: [`LeakyRelu`], [`Elu`],
+//! [`Selu`], [`Celu`], [`Gelu`] (exact and tanh forms), [`Silu`], [`Mish`],
+//! [`Softplus`], [`Softsign`], [`HardTanh`], [`Relu6`], [`HardSigmoid`],
+//! [`HardSwish`], [`LogSigmoid`].
 
 use std::fmt::Debug;
+
+mod family;
+pub use family::*;
 
 use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, ShapeBuilder};
 
