@@ -225,7 +225,7 @@ fn max_short<F: Real>(x: &[F]) -> F {
 
 /// Row-wise softmax of a row-major `(rows, cols)` matrix held in `x`, into `y`.
 ///
-/// Long rows: per row, the maximum (lane-wise), `y = exp(x - max)` vectorised,
+/// Long rows: per row, `y = sign · x`, its maximum (lane-wise), `y = exp(y - max)` vectorised,
 /// the compensated sum, and a vectorised division. A row of 32768 `f32` stays
 /// in L2 between these passes, so memory sees one read of `x` and one write of `y`.
 ///
@@ -234,20 +234,25 @@ fn max_short<F: Real>(x: &[F]) -> F {
 /// maxima and then the row sums are spread into a scratch block, one value per
 /// element, so that `exp(x - max)` and the division run as vectorised loops
 /// over the whole block; only the per-row reductions are scalar.
-pub(crate) fn softmax_rows<F: Real>(x: &[F], y: &mut [F], cols: usize) {
-    chunked([x], y, cols, |[x], y| softmax_rows_serial(x, y, cols));
+///
+/// `sign = -1` computes softmin, the softmax of `-x` (negation is exact).
+pub(crate) fn softmax_rows<F: Real>(x: &[F], y: &mut [F], cols: usize, sign: F) {
+    chunked([x], y, cols, |[x], y| softmax_rows_serial(x, y, cols, sign));
 }
 
 simd! {
-    fn softmax_rows_serial<F: Real>(x: &[F], y: &mut [F], cols: usize) {
+    fn softmax_rows_serial<F: Real>(x: &[F], y: &mut [F], cols: usize, sign: F) {
         if cols == 0 {
             return;
         }
         if cols >= SHORT_ROW {
             for (xr, yr) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
-                let max = max_ignoring_nan(xr);
                 for (y, &x) in yr.iter_mut().zip(xr) {
-                    *y = math::exp(x - max);
+                    *y = sign * x;
+                }
+                let max = max_ignoring_nan(yr);
+                for y in yr.iter_mut() {
+                    *y = math::exp(*y - max);
                 }
                 let total = sum(yr);
                 for y in yr.iter_mut() {
@@ -260,11 +265,14 @@ simd! {
         let mut spread = [F::zero(); SOFTMAX_BLOCK];
         for (xb, yb) in x.chunks(block).zip(y.chunks_mut(block)) {
             let spread = &mut spread[..xb.len()];
-            for (xr, sr) in xb.chunks_exact(cols).zip(spread.chunks_exact_mut(cols)) {
-                sr.fill(max_short(xr));
+            for (y, &x) in yb.iter_mut().zip(xb) {
+                *y = sign * x;
             }
-            for ((y, &x), &max) in yb.iter_mut().zip(xb).zip(spread.iter()) {
-                *y = math::exp(x - max);
+            for (yr, sr) in yb.chunks_exact(cols).zip(spread.chunks_exact_mut(cols)) {
+                sr.fill(max_short(yr));
+            }
+            for (y, &max) in yb.iter_mut().zip(spread.iter()) {
+                *y = math::exp(*y - max);
             }
             for (yr, sr) in yb.chunks_exact(cols).zip(spread.chunks_exact_mut(cols)) {
                 sr.fill(yr.iter().fold(F::zero(), |s, &v| s + v));
@@ -276,16 +284,23 @@ simd! {
     }
 }
 
-/// Row-wise softmax vector–Jacobian product: `out = y ⊙ (g - (g·y))` per row,
-/// with the same long-row / blocked short-row split as [`softmax_rows`].
-pub(crate) fn softmax_backward_rows<F: Real>(y: &[F], g: &[F], out: &mut [F], cols: usize) {
+/// Row-wise softmax vector–Jacobian product: `out = sign · y ⊙ (g - (g·y))`
+/// per row (`sign = -1` for softmin), with the same long-row / blocked
+/// short-row split as [`softmax_rows`].
+pub(crate) fn softmax_backward_rows<F: Real>(
+    y: &[F],
+    g: &[F],
+    out: &mut [F],
+    cols: usize,
+    sign: F,
+) {
     chunked([y, g], out, cols, |[y, g], out| {
-        softmax_backward_rows_serial(y, g, out, cols)
+        softmax_backward_rows_serial(y, g, out, cols, sign)
     });
 }
 
 simd! {
-    fn softmax_backward_rows_serial<F: Real>(y: &[F], g: &[F], out: &mut [F], cols: usize) {
+    fn softmax_backward_rows_serial<F: Real>(y: &[F], g: &[F], out: &mut [F], cols: usize, sign: F) {
         if cols == 0 {
             return;
         }
@@ -297,7 +312,7 @@ simd! {
             {
                 let gy = dot(gr, yr);
                 for ((o, &y), &g) in or.iter_mut().zip(yr).zip(gr) {
-                    *o = y * (g - gy);
+                    *o = sign * y * (g - gy);
                 }
             }
             return;
@@ -318,7 +333,57 @@ simd! {
                 sr.fill(yr.iter().zip(gr).fold(F::zero(), |s, (&y, &g)| s + y * g));
             }
             for (((o, &y), &g), &gy) in ob.iter_mut().zip(yb).zip(gb).zip(spread.iter()) {
-                *o = y * (g - gy);
+                *o = sign * y * (g - gy);
+            }
+        }
+    }
+}
+
+/// Row-wise log-softmax: `y = x - max - ln Σ e^(x - max)` per row, never `ln(softmax)`.
+pub(crate) fn log_softmax_rows<F: Real>(x: &[F], y: &mut [F], cols: usize) {
+    chunked([x], y, cols, |[x], y| log_softmax_rows_serial(x, y, cols));
+}
+
+simd! {
+    fn log_softmax_rows_serial<F: Real>(x: &[F], y: &mut [F], cols: usize) {
+        if cols == 0 {
+            return;
+        }
+        for (xr, yr) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
+            let max = max_ignoring_nan(xr);
+            // y holds e^(x - max) just long enough to be summed.
+            for (y, &x) in yr.iter_mut().zip(xr) {
+                *y = math::exp(x - max);
+            }
+            let shift = max + sum(yr).ln();
+            for (y, &x) in yr.iter_mut().zip(xr) {
+                *y = x - shift;
+            }
+        }
+    }
+}
+
+/// Row-wise log-softmax vector–Jacobian product: `out = g - e^y · Σ g` per row
+/// (`∂y_i/∂x_j = δ_ij - softmax_j`).
+pub(crate) fn log_softmax_backward_rows<F: Real>(y: &[F], g: &[F], out: &mut [F], cols: usize) {
+    chunked([y, g], out, cols, |[y, g], out| {
+        log_softmax_backward_rows_serial(y, g, out, cols)
+    });
+}
+
+simd! {
+    fn log_softmax_backward_rows_serial<F: Real>(y: &[F], g: &[F], out: &mut [F], cols: usize) {
+        if cols == 0 {
+            return;
+        }
+        for ((yr, gr), or) in y
+            .chunks_exact(cols)
+            .zip(g.chunks_exact(cols))
+            .zip(out.chunks_exact_mut(cols))
+        {
+            let total = sum(gr);
+            for ((o, &y), &g) in or.iter_mut().zip(yr).zip(gr) {
+                *o = g - math::exp(y) * total;
             }
         }
     }

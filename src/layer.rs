@@ -64,6 +64,16 @@ pub enum LayerError {
         /// Number of classes (columns of the logits).
         classes: usize,
     },
+    /// The layer was asked to work along an axis the input does not have.
+    #[error("{layer}: axis {axis} is out of range for an array of {ndim} dimensions")]
+    AxisOutOfRange {
+        /// The layer that was called.
+        layer: &'static str,
+        /// The requested axis (0 when the default, the last axis, does not exist).
+        axis: usize,
+        /// Number of dimensions of the input.
+        ndim: usize,
+    },
     /// A loss was given no elements to average over.
     #[error("{layer}: {what} is empty; a mean over no elements is undefined")]
     Empty {

@@ -73,7 +73,7 @@ pub use layer::{Layer, LayerError};
 pub use loss::{Mse, SoftmaxCrossEntropy};
 pub use optim::{Parameter, Parameters, Sgd};
 pub use real::Real;
-pub use softmax::Softmax;
+pub use softmax::{LogSoftmax, Softmax, Softmin};
 
 /// The traits and layers most programs need: `use ndlayers::prelude::*;`.
 pub mod prelude {
@@ -83,5 +83,5 @@ pub mod prelude {
     pub use crate::loss::{Mse, SoftmaxCrossEntropy};
     pub use crate::optim::{Parameter, Parameters, Sgd};
     pub use crate::real::Real;
-    pub use crate::softmax::Softmax;
+    pub use crate::softmax::{LogSoftmax, Softmax, Softmin};
 }

@@ -1,16 +1,91 @@
-//! Row-wise softmax over `(batch, classes)` arrays.
+//! Softmax, log-softmax and softmin along any axis of an array of any dimension.
+//!
+//! All three share one layer, [`Normalize`]: it moves the chosen axis last
+//! (a free view when the input is already laid out that way, one copy
+//! otherwise), runs a row kernel over the contiguous rows, and hands the
+//! result back in the caller's axis order. The row kernels are vectorised
+//! and, with the `rayon` feature, split across threads by whole rows.
 
-use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2, Ix2};
+use std::fmt::Debug;
+use std::marker::PhantomData;
+
+use ndarray::{Array, Array3, ArrayView, ArrayViewMut, Axis, Dimension, Ix2};
 
 use crate::activation::reuse_buffer;
 use crate::kernels;
 use crate::layer::{Layer, LayerError};
 use crate::real::Real;
 
-const NAME: &str = "Softmax";
+/// What [`Normalize`] computes along its axis: a row kernel and its
+/// vector–Jacobian product, both written from the output `y`.
+pub trait Normalization: Clone + Copy + Debug + Default + Send + Sync {
+    /// Name used in error messages.
+    const NAME: &'static str;
+    /// `y` for each contiguous row of `cols` elements of `x`.
+    fn forward_rows<F: Real>(x: &[F], y: &mut [F], cols: usize);
+    /// `dL/dx` for each row, from the row's `y` and `g = dL/dy`.
+    fn backward_rows<F: Real>(y: &[F], g: &[F], out: &mut [F], cols: usize);
+}
 
-/// Softmax layer: normalises each row of a `(batch, classes)` array into a
-/// probability distribution.
+/// `y_i = e^(x_i - m) / Σ_j e^(x_j - m)`, `dL/dx = y ⊙ (g - g·y)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SoftmaxKind;
+
+impl Normalization for SoftmaxKind {
+    const NAME: &'static str = "Softmax";
+    fn forward_rows<F: Real>(x: &[F], y: &mut [F], cols: usize) {
+        kernels::softmax_rows(x, y, cols, F::ONE);
+    }
+    fn backward_rows<F: Real>(y: &[F], g: &[F], out: &mut [F], cols: usize) {
+        kernels::softmax_backward_rows(y, g, out, cols, F::ONE);
+    }
+}
+
+/// `y = softmax(-x)`, `dL/dx = -y ⊙ (g - g·y)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SoftminKind;
+
+impl Normalization for SoftminKind {
+    const NAME: &'static str = "Softmin";
+    fn forward_rows<F: Real>(x: &[F], y: &mut [F], cols: usize) {
+        kernels::softmax_rows(x, y, cols, -F::ONE);
+    }
+    fn backward_rows<F: Real>(y: &[F], g: &[F], out: &mut [F], cols: usize) {
+        kernels::softmax_backward_rows(y, g, out, cols, -F::ONE);
+    }
+}
+
+/// `y_i = x_i - m - ln Σ_j e^(x_j - m)`, `dL/dx = g - e^y · Σ g`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogSoftmaxKind;
+
+impl Normalization for LogSoftmaxKind {
+    const NAME: &'static str = "LogSoftmax";
+    fn forward_rows<F: Real>(x: &[F], y: &mut [F], cols: usize) {
+        kernels::log_softmax_rows(x, y, cols);
+    }
+    fn backward_rows<F: Real>(y: &[F], g: &[F], out: &mut [F], cols: usize) {
+        kernels::log_softmax_backward_rows(y, g, out, cols);
+    }
+}
+
+/// A normalisation along one axis: use it through [`Softmax`], [`LogSoftmax`] or [`Softmin`].
+///
+/// The default axis is the last one (the classes of a `(batch, classes)`
+/// array); [`along`](Self::along) picks another, e.g. the channels of a
+/// `(batch, channels, height, width)` array. The cache is `y`, kept with the
+/// axis moved last; the view methods reuse their buffers while the shape stays.
+#[derive(Clone, Debug)]
+pub struct Normalize<K, F, D: Dimension = Ix2> {
+    axis: Option<Axis>,
+    kind: PhantomData<K>,
+    /// `y` with the axis moved last, row-major.
+    cache: Option<Array<F, D>>,
+    /// The buffer behind `backward_view`, same layout as the cache.
+    grad: Option<Array<F, D>>,
+}
+
+/// Softmax along an axis (by default the last: row-wise on `(batch, classes)`).
 ///
 /// ```text
 /// y_i = e^(x_i - m) / Σ_j e^(x_j - m),   m = max_j x_j   (the shift cancels; it prevents overflow)
@@ -30,14 +105,12 @@ const NAME: &str = "Softmax";
 /// | some `-∞`, rest finite | `0` where `-∞` | |
 /// | zero classes or zero rows | empty output of the same shape | |
 ///
-/// Rows sum to 1 within a few ulps. Any input layout is accepted; row-major
-/// input takes the vectorised path directly, other layouts are copied to
-/// row-major first.
+/// Rows sum to 1 within a few ulps. Any input layout is accepted.
 ///
 /// # Example
 /// ```
 /// use ndlayers::prelude::*;
-/// use ndlayers::ndarray::array;
+/// use ndlayers::ndarray::{array, Array4, Axis};
 ///
 /// let mut softmax = Softmax::new();
 /// let y = softmax.forward(array![[1000.0_f64, 1000.0], [-1000.0, 0.0]].view())?;
@@ -45,75 +118,164 @@ const NAME: &str = "Softmax";
 /// // Each row's gradient is y ⊙ (g - g·y): a constant g has zero gradient.
 /// let dx = softmax.backward(array![[3.0, 3.0], [3.0, 3.0]].view())?;
 /// assert_eq!(dx, array![[0.0, 0.0], [0.0, 0.0]]);
+///
+/// // Over the channels of (batch, channels, height, width):
+/// let mut per_pixel = Softmax::along(Axis(1));
+/// let y = per_pixel.forward(Array4::<f32>::zeros((2, 4, 3, 3)).view())?;
+/// assert_eq!(y[[1, 2, 0, 0]], 0.25);
 /// # Ok::<(), LayerError>(())
 /// ```
-#[derive(Clone, Debug)]
-pub struct Softmax<F> {
-    /// The last output `y`, row-major.
-    cache: Option<Array2<F>>,
-    /// The buffer behind [`Softmax::backward_view`].
-    grad: Option<Array2<F>>,
-}
+pub type Softmax<F, D = Ix2> = Normalize<SoftmaxKind, F, D>;
 
-impl<F> Default for Softmax<F> {
+/// Log-softmax along an axis, computed stably by log-sum-exp, never as `ln(softmax)`:
+///
+/// ```text
+/// y_i = x_i - m - ln Σ_j e^(x_j - m),   m = max_j x_j
+/// ∂y_i/∂x_j = δ_ij - softmax_j = δ_ij - e^(y_j)
+/// dL/dx_j = g_j - e^(y_j) Σ_i g_i
+/// ```
+/// `[0, -1000]` gives `[0, -1000]` exactly, where `ln(softmax)` would give `-∞`.
+/// Special values follow [`Softmax`]'s table (`NaN` rows stay `NaN`; a row of
+/// `-∞` is `NaN`).
+///
+/// # Example
+/// ```
+/// use ndlayers::softmax::LogSoftmax;
+/// use ndlayers::prelude::*;
+/// use ndlayers::ndarray::array;
+///
+/// let y = LogSoftmax::new().forward(array![[0.0_f64, -1000.0]].view())?;
+/// assert_eq!(y, array![[0.0, -1000.0]]);
+/// # Ok::<(), LayerError>(())
+/// ```
+pub type LogSoftmax<F, D = Ix2> = Normalize<LogSoftmaxKind, F, D>;
+
+/// Softmin along an axis: `y = softmax(-x)`, so `dL/dx = -y ⊙ (g - g·y)`.
+///
+/// # Example
+/// ```
+/// use ndlayers::softmax::Softmin;
+/// use ndlayers::prelude::*;
+/// use ndlayers::ndarray::array;
+///
+/// let y = Softmin::new().forward(array![[0.0_f64, 1000.0]].view())?;
+/// assert_eq!(y, array![[1.0, 0.0]]);
+/// # Ok::<(), LayerError>(())
+/// ```
+pub type Softmin<F, D = Ix2> = Normalize<SoftminKind, F, D>;
+
+impl<K: Default, F, D: Dimension> Default for Normalize<K, F, D> {
     fn default() -> Self {
-        Softmax {
+        Normalize {
+            axis: None,
+            kind: PhantomData,
             cache: None,
             grad: None,
         }
     }
 }
 
-impl<F> Softmax<F> {
-    /// A layer with an empty cache.
+impl<K: Default, F, D: Dimension> Normalize<K, F, D> {
+    /// Normalises along the last axis.
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Normalises along `axis`; an axis the input does not have is an error at `forward`.
+    pub fn along(axis: Axis) -> Self {
+        Normalize {
+            axis: Some(axis),
+            ..Self::default()
+        }
+    }
 }
 
-impl<F: Real> Softmax<F> {
-    /// Runs forward and returns a view of the output, kept inside the layer.
-    ///
-    /// Allocates only when the shape differs from the last call (or the input is not row-major).
-    pub fn forward_view(
-        &mut self,
-        input: ArrayView2<'_, F>,
-    ) -> Result<ArrayView2<'_, F>, LayerError> {
-        let input = input.as_standard_layout();
-        let y = reuse_buffer(&mut self.cache, &input.view());
-        let cols = input.ncols();
-        if let (Some(xs), Some(ys)) = (input.as_slice(), y.as_slice_mut()) {
-            kernels::softmax_rows(xs, ys, cols);
-        }
-        Ok(y.view())
+/// The permutation moving `axis` last, and its inverse, for `ndim` axes.
+fn axis_last_permutation<D: Dimension>(ndim: usize, axis: usize) -> (D, D) {
+    let mut to_last = D::zeros(ndim);
+    let mut back = D::zeros(ndim);
+    let order = (0..ndim).filter(|&i| i != axis).chain([axis]);
+    for (position, original) in order.enumerate() {
+        to_last[position] = original;
+        back[original] = position;
+    }
+    (to_last, back)
+}
+
+impl<K: Normalization, F: Real, D: Dimension> Normalize<K, F, D> {
+    /// The axis index for an `ndim`-dimensional input, checked.
+    fn axis_index(axis: Option<Axis>, ndim: usize) -> Result<usize, LayerError> {
+        let index = axis.map_or(ndim.checked_sub(1), |a| Some(a.index()));
+        index
+            .filter(|&a| a < ndim)
+            .ok_or(LayerError::AxisOutOfRange {
+                layer: K::NAME,
+                axis: axis.map_or(0, |a| a.index()),
+                ndim,
+            })
     }
 
+    /// Runs forward and returns a view of the output, kept inside the layer.
+    ///
+    /// Allocates only when the shape changes or the input needs reordering
+    /// (the normalised axis is not the innermost one in memory).
+    pub fn forward_view(
+        &mut self,
+        input: ArrayView<'_, F, D>,
+    ) -> Result<ArrayView<'_, F, D>, LayerError> {
+        let ndim = input.ndim();
+        let axis = Self::axis_index(self.axis, ndim)?;
+        let (to_last, back) = axis_last_permutation::<D>(ndim, axis);
+        let moved = input.permuted_axes(to_last);
+        let moved = moved.as_standard_layout();
+        let cols = moved.shape()[ndim - 1];
+        let y = reuse_buffer(&mut self.cache, &moved.view());
+        if let (Some(xs), Some(ys)) = (moved.as_slice(), y.as_slice_mut()) {
+            K::forward_rows(xs, ys, cols);
+        }
+        Ok(y.view().permuted_axes(back))
+    }
+
+    /// The cache, its axis permutations, and a check of `grad_output`'s shape against it.
     fn cached_for<'a>(
-        cache: &'a Option<Array2<F>>,
-        grad_output: &ArrayView2<'_, F>,
-    ) -> Result<&'a Array2<F>, LayerError> {
-        let cache = cache
+        cache: &'a Option<Array<F, D>>,
+        axis: Option<Axis>,
+        grad_output: &ArrayView<'_, F, D>,
+    ) -> Result<(&'a Array<F, D>, D, D), LayerError> {
+        let y = cache
             .as_ref()
-            .ok_or(LayerError::BackwardBeforeForward { layer: NAME })?;
-        LayerError::check_shape(NAME, "grad_output", cache.shape(), grad_output.shape())?;
-        Ok(cache)
+            .ok_or(LayerError::BackwardBeforeForward { layer: K::NAME })?;
+        let axis = Self::axis_index(axis, y.ndim())?;
+        let (to_last, back) = axis_last_permutation::<D>(y.ndim(), axis);
+        let expected = y.view().permuted_axes(back.clone());
+        LayerError::check_shape(
+            K::NAME,
+            "grad_output",
+            expected.shape(),
+            grad_output.shape(),
+        )?;
+        Ok((y, to_last, back))
     }
 
     /// Writes `dL/dx` for the cached forward into `out` (same shape as the output).
     pub fn backward_into(
         &self,
-        grad_output: ArrayView2<'_, F>,
-        mut out: ArrayViewMut2<'_, F>,
+        grad_output: ArrayView<'_, F, D>,
+        out: ArrayViewMut<'_, F, D>,
     ) -> Result<(), LayerError> {
-        let y = Self::cached_for(&self.cache, &grad_output)?;
-        LayerError::check_shape(NAME, "out", y.shape(), out.shape())?;
-        let g = grad_output.as_standard_layout();
+        let (y, to_last, back) = Self::cached_for(&self.cache, self.axis, &grad_output)?;
+        let expected = y.view().permuted_axes(back);
+        LayerError::check_shape(K::NAME, "out", expected.shape(), out.shape())?;
+        let g = grad_output.permuted_axes(to_last.clone());
+        let g = g.as_standard_layout();
+        let mut out = out.permuted_axes(to_last);
+        let cols = y.shape().last().copied().unwrap_or(0);
         match out.as_slice_mut() {
-            Some(os) => vjp(y, g.view(), os),
+            Some(os) => vjp::<K, F, D>(y, &g.view(), os, cols),
             None => {
-                let mut tmp = Array2::zeros(y.raw_dim());
+                let mut tmp = Array::zeros(y.raw_dim());
                 if let Some(ts) = tmp.as_slice_mut() {
-                    vjp(y, g.view(), ts);
+                    vjp::<K, F, D>(y, &g.view(), ts, cols);
                 }
                 out.assign(&tmp);
             }
@@ -124,29 +286,49 @@ impl<F: Real> Softmax<F> {
     /// Returns a view of `dL/dx`, computed into a buffer the layer keeps and reuses.
     pub fn backward_view(
         &mut self,
-        grad_output: ArrayView2<'_, F>,
-    ) -> Result<ArrayView2<'_, F>, LayerError> {
-        let y = Self::cached_for(&self.cache, &grad_output)?;
+        grad_output: ArrayView<'_, F, D>,
+    ) -> Result<ArrayView<'_, F, D>, LayerError> {
+        let (y, to_last, back) = Self::cached_for(&self.cache, self.axis, &grad_output)?;
+        let g = grad_output.permuted_axes(to_last);
+        let g = g.as_standard_layout();
+        let cols = y.shape().last().copied().unwrap_or(0);
         let out = reuse_buffer(&mut self.grad, &y.view());
-        let g = grad_output.as_standard_layout();
         if let Some(os) = out.as_slice_mut() {
-            vjp(y, g.view(), os);
+            vjp::<K, F, D>(y, &g.view(), os, cols);
         }
-        Ok(out.view())
+        Ok(out.view().permuted_axes(back))
     }
+}
 
-    /// The Jacobian of each row, shape `(batch, classes, classes)`:
+/// The row kernel's backward on the row-major cache `y` and row-major `g`.
+fn vjp<K: Normalization, F: Real, D: Dimension>(
+    y: &Array<F, D>,
+    g: &ArrayView<'_, F, D>,
+    out: &mut [F],
+    cols: usize,
+) {
+    if let (Some(ys), Some(gs)) = (y.as_slice(), g.as_slice()) {
+        K::backward_rows(ys, gs, out, cols);
+    }
+}
+
+impl<F: Real> Normalize<SoftmaxKind, F, Ix2> {
+    /// The Jacobian of each row, shape `(rows, classes, classes)`:
     /// `J[b, i, j] = ∂y_i/∂x_j = y_i (δ_ij - y_j)` for row `b` of the cached output.
     ///
-    /// Contracting it with `g` (`Σ_i g_i J[b, i, j]`) equals [`Layer::backward`]`(g)`.
+    /// With the default axis the rows are the batch; along `Axis(0)` they are
+    /// the columns. Contracting with `g` (`Σ_i g_i J[b, i, j]`) equals
+    /// [`Layer::backward`]`(g)`.
     pub fn jacobian(&self) -> Result<Array3<F>, LayerError> {
         let y = self
             .cache
             .as_ref()
-            .ok_or(LayerError::BackwardBeforeForward { layer: NAME })?;
-        let (batch, classes) = y.dim();
+            .ok_or(LayerError::BackwardBeforeForward {
+                layer: SoftmaxKind::NAME,
+            })?;
+        let (rows, classes) = y.dim();
         Ok(Array3::from_shape_fn(
-            (batch, classes, classes),
+            (rows, classes, classes),
             |(b, i, j)| {
                 let diagonal = if i == j { y[[b, i]] } else { F::zero() };
                 diagonal - y[[b, i]] * y[[b, j]]
@@ -155,21 +337,14 @@ impl<F: Real> Softmax<F> {
     }
 }
 
-/// Row-wise `out = y ⊙ (g - g·y)`; `y` is row-major (the cache), `g` row-major.
-fn vjp<F: Real>(y: &Array2<F>, g: ArrayView2<'_, F>, out: &mut [F]) {
-    if let (Some(ys), Some(gs)) = (y.as_slice(), g.as_slice()) {
-        kernels::softmax_backward_rows(ys, gs, out, y.ncols());
-    }
-}
-
-impl<F: Real> Layer<F, Ix2> for Softmax<F> {
-    fn forward(&mut self, input: ArrayView2<'_, F>) -> Result<Array2<F>, LayerError> {
+impl<K: Normalization, F: Real, D: Dimension> Layer<F, D> for Normalize<K, F, D> {
+    fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
         Ok(self.forward_view(input)?.to_owned())
     }
 
-    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Result<Array2<F>, LayerError> {
-        let y = Self::cached_for(&self.cache, &grad_output)?;
-        let mut out = Array2::zeros(y.raw_dim());
+    fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+        let (y, _, back) = Self::cached_for(&self.cache, self.axis, &grad_output)?;
+        let mut out = Array::zeros(y.view().permuted_axes(back).raw_dim());
         self.backward_into(grad_output, out.view_mut())?;
         Ok(out)
     }
