@@ -22,6 +22,14 @@
 //! is `Σ_i g_i y_i (δ_ij - y_j) = y_j g_j - y_j Σ_i g_i y_i`, which `backward`
 //! computes in `O(classes)` per row ([`Softmax::jacobian`] gives the matrix).
 //!
+//! Beyond these four: the rest of the elementwise family in [`activation`]
+//! (LeakyReLU, ELU, SELU, CELU, GELU exact and tanh, SiLU, Mish, Softplus,
+//! Softsign, HardTanh, ReLU6, HardSigmoid, HardSwish, LogSigmoid), softmax,
+//! [`LogSoftmax`] and [`Softmin`] along any axis ([`Softmax::along`]), the
+//! learnable [`Prelu`], and for training: [`Dense`], the losses
+//! [`SoftmaxCrossEntropy`] and [`Mse`], [`Sgd`] over the [`Parameters`]
+//! trait, and a public gradient checker, [`gradcheck`].
+//!
 //! Each layer's page has a table of what it does with `NaN`, `±∞`, huge
 //! values and empty arrays. In short: results are within a few ulps over the
 //! whole float range, `NaN` in gives `NaN` out, and bad calls return a
@@ -64,6 +72,7 @@ pub mod layer;
 pub mod loss;
 pub mod math;
 pub mod optim;
+pub mod prelu;
 pub mod real;
 pub mod softmax;
 
@@ -72,6 +81,7 @@ pub use dense::{Dense, Init};
 pub use layer::{Layer, LayerError};
 pub use loss::{Mse, SoftmaxCrossEntropy};
 pub use optim::{Parameter, Parameters, Sgd};
+pub use prelu::Prelu;
 pub use real::Real;
 pub use softmax::{LogSoftmax, Softmax, Softmin};
 

@@ -311,3 +311,72 @@ fn members_work_on_any_dimension_and_layout() {
     let dynamic = Mish::new().forward(x.view().into_dyn()).unwrap();
     assert_eq!(dynamic.shape(), &[3, 4, 5]);
 }
+
+mod prelu {
+    use super::common::uniform;
+    use ndlayers::gradcheck::GradCheck;
+    use ndlayers::ndarray::{Array1, Array2, Array4, Ix2, Ix4, array};
+    use ndlayers::prelu::Prelu;
+    use ndlayers::prelude::*;
+
+    fn away_from_zero<D: ndlayers::ndarray::Dimension>(
+        x: ndlayers::ndarray::Array<f64, D>,
+    ) -> ndlayers::ndarray::Array<f64, D> {
+        x.mapv(|v| if v.abs() < 1e-3 { 0.5 } else { v })
+    }
+
+    #[test]
+    fn input_and_slope_gradients_match_finite_differences() {
+        let x = away_from_zero(uniform((5, 3), -2.0, 2.0, 80));
+        let mut per_feature = Prelu::<f64, Ix2>::with_weight(array![0.1, -0.3, 0.7]).unwrap();
+        let report = GradCheck::default()
+            .check_layer(&mut per_feature, x.view())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(report.checked, 15 + 3);
+        let x = away_from_zero(uniform((2, 3, 2, 2), -2.0, 2.0, 81));
+        let mut per_channel = Prelu::<f64, Ix4>::new(3).unwrap();
+        GradCheck::default()
+            .check_layer(&mut per_channel, x.view())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut shared = Prelu::<f64, Ix4>::new(1).unwrap();
+        GradCheck::default()
+            .check_layer(&mut shared, x.view())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn slopes_learn_through_the_optimiser_interface() {
+        let mut prelu = Prelu::<f64, Ix2>::new(1).unwrap();
+        let mut sgd = Sgd::new(0.1).unwrap();
+        prelu.forward(array![[-1.0, -3.0]].view()).unwrap();
+        prelu.backward(array![[1.0, 1.0]].view()).unwrap(); // dL/da = -1 - 3 = -4
+        sgd.step(&mut [&mut prelu]).unwrap();
+        assert_eq!(prelu.weight()[0], 0.25 + 0.4);
+    }
+
+    #[test]
+    fn channel_count_and_values_are_checked() {
+        let mut prelu = Prelu::<f32, Ix4>::new(3).unwrap();
+        let err = prelu
+            .forward(Array4::zeros((2, 4, 5, 5)).view())
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("input has shape [2, 4, 5, 5], expected [2, 3, 5, 5]"),
+            "{err}"
+        );
+        assert!(Prelu::<f32, Ix2>::new(0).is_err());
+        assert!(Prelu::<f32, Ix2>::with_weight(Array1::from_elem(2, f32::NAN)).is_err());
+        assert!(matches!(
+            Prelu::<f32, Ix2>::new(2)
+                .unwrap()
+                .backward(Array2::zeros((1, 2)).view()),
+            Err(LayerError::BackwardBeforeForward { .. })
+        ));
+        let y = Prelu::<f64, Ix2>::new(2)
+            .unwrap()
+            .forward(array![[f64::NAN, f64::NEG_INFINITY]].view())
+            .unwrap();
+        assert!(y[[0, 0]].is_nan() && y[[0, 1]] == f64::NEG_INFINITY);
+    }
+}

@@ -1,0 +1,167 @@
+//! PReLU: a leaky ReLU whose negative slope is learned, one per channel.
+
+use ndarray::{
+    Array, Array1, ArrayView, ArrayView1, ArrayViewMut, Axis, Dimension, RemoveAxis, Zip,
+};
+
+use crate::layer::{Layer, LayerError};
+use crate::optim::{Parameter, Parameters};
+use crate::real::Real;
+
+const NAME: &str = "PRelu";
+
+/// PyTorch's initial slope.
+const INITIAL_SLOPE: f64 = 0.25;
+
+/// Parametric ReLU with a learnable slope `a_c` per channel (axis 1, as
+/// PyTorch: the features of `(batch, features)`, the channels of
+/// `(batch, channels, height, width)`), or one slope shared by every element:
+///
+/// ```text
+/// y = x                 if x > 0
+///     a_c · x           otherwise (also at x = 0)
+/// dL/dx   = g · (1 if x > 0 else a_c)
+/// dL/da_c = Σ over the channel's elements with x ≤ 0 of g · x
+/// ```
+/// Its backward needs `x`, not just `y` (for `a_c = 0` the output cannot tell
+/// which side of zero `x` was on), so the layer caches its input. The slopes
+/// are exposed to optimisers through [`Parameters`] as `"weight"`.
+///
+/// # Example
+/// ```
+/// use ndlayers::prelu::Prelu;
+/// use ndlayers::prelude::*;
+/// use ndlayers::ndarray::array;
+///
+/// let mut prelu = Prelu::<f64, _>::new(2)?; // slopes start at 0.25
+/// let y = prelu.forward(array![[-4.0, -4.0], [1.0, 2.0]].view())?;
+/// assert_eq!(y, array![[-1.0, -1.0], [1.0, 2.0]]);
+/// prelu.backward(array![[1.0, 2.0], [1.0, 1.0]].view())?;
+/// assert_eq!(prelu.grad_weight(), array![-4.0, -8.0]);
+/// # Ok::<(), LayerError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Prelu<F, D: Dimension> {
+    weight: Array1<F>,
+    grad_weight: Array1<F>,
+    input: Option<Array<F, D>>,
+}
+
+impl<F: Real, D: Dimension> Prelu<F, D> {
+    /// One slope per channel (`channels ≥ 1`; 1 means a single shared slope), each 0.25.
+    pub fn new(channels: usize) -> Result<Self, LayerError> {
+        Self::with_weight(Array1::from_elem(channels, F::lit(INITIAL_SLOPE)))
+    }
+
+    /// Starts from the given slopes (at least one, all finite).
+    pub fn with_weight(weight: Array1<F>) -> Result<Self, LayerError> {
+        if weight.is_empty() || weight.iter().any(|a| !a.is_finite()) {
+            return Err(LayerError::InvalidParameter {
+                layer: NAME,
+                name: "weight",
+                value: format!("{weight}"),
+                requirement: "needs at least one slope, all finite",
+            });
+        }
+        Ok(Prelu {
+            grad_weight: Array1::zeros(weight.raw_dim()),
+            weight,
+            input: None,
+        })
+    }
+
+    /// The slopes.
+    pub fn weight(&self) -> ArrayView1<'_, F> {
+        self.weight.view()
+    }
+
+    /// `dL/da` from the last `backward` (zeros before it).
+    pub fn grad_weight(&self) -> ArrayView1<'_, F> {
+        self.grad_weight.view()
+    }
+
+    /// Checks that `x` has the channel axis this layer's slopes need.
+    fn check_channels(&self, x: &ArrayView<'_, F, D>) -> Result<(), LayerError> {
+        let channels = self.weight.len();
+        if channels == 1 || (x.ndim() >= 2 && x.len_of(Axis(1)) == channels) {
+            return Ok(());
+        }
+        let mut expected = x.shape().to_vec();
+        if expected.len() < 2 {
+            expected = vec![expected.first().copied().unwrap_or(1), channels];
+        } else {
+            expected[1] = channels;
+        }
+        Err(LayerError::shape(NAME, "input", &expected, x.shape()))
+    }
+}
+
+/// `dx = g · (1 if x > 0 else a)` for one slope's elements; returns their
+/// `dL/da = Σ_{x ≤ 0} g · x`.
+fn backward_with_slope<F: Real, E: Dimension>(
+    a: F,
+    x: ArrayView<'_, F, E>,
+    g: ArrayView<'_, F, E>,
+    dx: ArrayViewMut<'_, F, E>,
+) -> F {
+    let mut da = F::zero();
+    Zip::from(dx).and(&x).and(&g).for_each(|dx, &x, &g| {
+        if x > F::zero() {
+            *dx = g;
+        } else {
+            *dx = a * g;
+            da += g * x;
+        }
+    });
+    da
+}
+
+impl<F: Real, D: RemoveAxis> Layer<F, D> for Prelu<F, D> {
+    fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+        self.check_channels(&input)?;
+        let mut y = input.to_owned();
+        if self.weight.len() == 1 {
+            let a = self.weight[0];
+            y.mapv_inplace(|v| if v > F::zero() { v } else { a * v });
+        } else {
+            for (mut lane, &a) in y.axis_iter_mut(Axis(1)).zip(&self.weight) {
+                lane.mapv_inplace(|v| if v > F::zero() { v } else { a * v });
+            }
+        }
+        self.input = Some(input.to_owned());
+        Ok(y)
+    }
+
+    fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+        let x = self
+            .input
+            .as_ref()
+            .ok_or(LayerError::BackwardBeforeForward { layer: NAME })?;
+        LayerError::check_shape(NAME, "grad_output", x.shape(), grad_output.shape())?;
+        let mut dx = Array::zeros(x.raw_dim());
+        if self.weight.len() == 1 {
+            self.grad_weight[0] =
+                backward_with_slope(self.weight[0], x.view(), grad_output, dx.view_mut());
+        } else {
+            for (((x, g), dx), (&a, da)) in x
+                .axis_iter(Axis(1))
+                .zip(grad_output.axis_iter(Axis(1)))
+                .zip(dx.axis_iter_mut(Axis(1)))
+                .zip(self.weight.iter().zip(self.grad_weight.iter_mut()))
+            {
+                *da = backward_with_slope(a, x, g, dx);
+            }
+        }
+        Ok(dx)
+    }
+}
+
+impl<F: Real, D: Dimension> Parameters<F> for Prelu<F, D> {
+    fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, F>)) {
+        visit(Parameter {
+            name: "weight",
+            value: self.weight.view_mut().into_dyn(),
+            grad: self.grad_weight.view().into_dyn(),
+        });
+    }
+}
