@@ -6,6 +6,8 @@
 //! Seeded and reproducible: the split, the initial weights and the batch order
 //! all come from `SEED`.
 
+#[path = "support/plot.rs"]
+mod plot;
 mod support;
 
 use std::error::Error;
@@ -13,9 +15,11 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use ndlayers::prelude::*;
+use plot::{Series, line_chart};
+use plotters::chart::SeriesLabelPosition;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use support::{DIGITS_PATH, Mlp, load_digits, train_epoch};
+use support::{DIGITS_PATH, EpochStats, Mlp, load_digits, train_epoch};
 
 const SEED: u64 = 2024;
 const HIDDEN: usize = 128;
@@ -41,7 +45,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let bar = ProgressBar::new(EPOCHS).with_style(
         ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg}")?.progress_chars("=> "),
     );
-    let mut last = None;
+    let mut history: Vec<EpochStats> = Vec::new();
     for epoch in 1..=EPOCHS {
         let stats = train_epoch(&mut model, &mut sgd, &train, &test, BATCH, &mut rng)?;
         bar.set_message(format!(
@@ -59,10 +63,10 @@ fn main() -> Result<(), Box<dyn Error>> {
             )
         });
         bar.inc(1);
-        last = Some(stats);
+        history.push(stats);
     }
     bar.finish();
-    if let Some(stats) = last {
+    if let Some(stats) = history.last() {
         println!(
             "final test accuracy {:.2}% ({} held-out images), in {:.2} s",
             100.0 * stats.test_accuracy,
@@ -70,5 +74,40 @@ fn main() -> Result<(), Box<dyn Error>> {
             start.elapsed().as_secs_f64()
         );
     }
+    plot_history(&history)
+}
+
+/// Writes the per-epoch curves to `images/digits_training.png`.
+fn plot_history(history: &[EpochStats]) -> Result<(), Box<dyn Error>> {
+    let curve = |f: fn(&EpochStats) -> f64| {
+        history
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ((i + 1) as f64, f(s)))
+            .collect()
+    };
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("images/digits_training.png");
+    std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new(".")))?;
+    line_chart(
+        &path,
+        "Digits MLP: training curves",
+        ("epoch", "loss / accuracy"),
+        SeriesLabelPosition::MiddleRight,
+        &[
+            Series {
+                label: "train loss (cross-entropy)",
+                points: curve(|s| s.loss as f64),
+            },
+            Series {
+                label: "train accuracy",
+                points: curve(|s| s.train_accuracy),
+            },
+            Series {
+                label: "test accuracy",
+                points: curve(|s| s.test_accuracy),
+            },
+        ],
+    )?;
+    println!("wrote {}", path.display());
     Ok(())
 }
