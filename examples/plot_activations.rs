@@ -19,6 +19,9 @@ use ndlayers::prelude::*;
 use plot::{Series, line_chart};
 use plotters::chart::SeriesLabelPosition;
 
+/// A layer of any kind over 1-D arrays.
+type BoxedLayer = Box<dyn Layer<f64, Ix1>>;
+
 const POINTS: usize = 801;
 const RANGE: f64 = 5.0;
 
@@ -27,7 +30,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     std::fs::create_dir_all(&dir)?;
     let x = Array1::linspace(-RANGE, RANGE, POINTS);
 
-    let layers: Vec<(&str, &str, Box<dyn Layer<f64, Ix1>>)> = vec![
+    let layers: Vec<(&str, &str, BoxedLayer)> = vec![
         ("sigmoid", "Sigmoid", Box::new(Sigmoid::new())),
         ("tanh", "Tanh", Box::new(Tanh::new())),
         ("relu", "ReLU", Box::new(Relu::new())),
