@@ -135,6 +135,9 @@ pub enum GradCheckError {
     Mismatch(GradCheckReport),
 }
 
+/// The upstream gradient `g` used for a check, and the `dL/dx` it produced.
+type UpstreamAndGradient<D> = (Array<f64, D>, Array<f64, D>);
+
 impl GradCheck {
     /// The scalar `Σ g ⊙ layer(x)`.
     fn loss<L: Layer<f64, D> + ?Sized, D: Dimension>(
@@ -157,16 +160,23 @@ impl GradCheck {
         }
     }
 
-    /// A random upstream gradient shaped like `layer`'s output for `input`
-    /// (runs forward once to learn the shape).
-    pub fn upstream<L: Layer<f64, D> + ?Sized, D: Dimension>(
+    /// Uniform values in `[-1, 1)` shaped like `y`, from [`GradCheck::seed`].
+    fn random_like<D: Dimension>(&self, y: &Array<f64, D>) -> Array<f64, D> {
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        y.mapv(|_| rng.random_range(-1.0..1.0))
+    }
+
+    /// Runs `forward`, then `backward` with the seeded random upstream gradient
+    /// `g`; returns `g` and `dL/dx`. Parameter gradients are now stored in the layer.
+    fn differentiate<L: Layer<f64, D> + ?Sized, D: Dimension>(
         &self,
         layer: &mut L,
         input: ArrayView<'_, f64, D>,
-    ) -> Result<Array<f64, D>, LayerError> {
+    ) -> Result<UpstreamAndGradient<D>, LayerError> {
         let y = layer.forward(input)?;
-        let mut rng = StdRng::seed_from_u64(self.seed);
-        Ok(y.mapv(|_| rng.random_range(-1.0..1.0)))
+        let g = self.random_like(&y);
+        let dx = layer.backward(g.view())?;
+        Ok((g, dx))
     }
 
     /// Checks `dL/dx` from `layer.backward` against finite differences at `input`.
@@ -178,9 +188,7 @@ impl GradCheck {
         layer: &mut L,
         input: ArrayView<'_, f64, D>,
     ) -> Result<GradCheckReport, GradCheckError> {
-        let g = self.upstream(layer, input.view())?;
-        layer.forward(input.view())?;
-        let analytic = layer.backward(g.view())?;
+        let (g, analytic) = self.differentiate(layer, input.view())?;
         self.check_function("input", input, analytic.view(), |x| {
             Self::loss(layer, x, &g)
         })
@@ -193,9 +201,7 @@ impl GradCheck {
         layer: &mut L,
         input: ArrayView<'_, f64, D>,
     ) -> Result<GradCheckReport, GradCheckError> {
-        let g = self.upstream(layer, input.view())?;
-        layer.forward(input.view())?;
-        layer.backward(g.view())?;
+        let (g, _) = self.differentiate(layer, input.view())?;
         let mut analytic: Vec<(&'static str, ArrayD<f64>)> = Vec::new();
         layer.visit_parameters(&mut |p| {
             analytic.push((p.name, p.grad.as_standard_layout().into_owned()))
