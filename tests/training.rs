@@ -130,7 +130,7 @@ fn cross_entropy_matches_reference_values() {
         )
         .unwrap();
     let want = (2.40760596444438 + 0.4076059644443803) / 2.0;
-    assert!((loss - want).abs() < 4.0 * f64::EPSILON, "{loss} vs {want}");
+    approx::assert_relative_eq!(loss, want, max_relative = 4.0 * f64::EPSILON);
     let probs = [0.09003057317038046, 0.24472847105479764, 0.6652409557748219];
     let grad = ce.backward().unwrap();
     let want = array![
@@ -138,7 +138,7 @@ fn cross_entropy_matches_reference_values() {
         [probs[0], probs[1], probs[2] - 1.0]
     ] / 2.0;
     for (g, w) in grad.iter().zip(&want) {
-        assert!((g - w).abs() < 1e-16, "{grad} vs {want}");
+        approx::assert_abs_diff_eq!(g, w, epsilon = 1e-16);
     }
 }
 
