@@ -6,7 +6,7 @@ use ndarray_rand::RandomExt;
 use ndarray_rand::rand_distr::{Normal, Uniform};
 use rand::Rng;
 
-use crate::activation::reuse_buffer;
+use crate::buffer::{reuse, reuse_like};
 use crate::layer::{Layer, LayerError};
 use crate::optim::{Parameter, Parameters};
 use crate::real::Real;
@@ -152,9 +152,9 @@ impl<F: Real> Dense<F> {
     ) -> Result<ArrayView2<'_, F>, LayerError> {
         let batch = input.nrows();
         LayerError::check_shape(NAME, "input", &[batch, self.inputs()], input.shape())?;
-        reuse_buffer(&mut self.input, &input).assign(&input);
+        reuse_like(&mut self.input, &input).assign(&input);
         let outputs = self.outputs();
-        let y = reuse_row_major(&mut self.output, batch, outputs);
+        let y = reuse(&mut self.output, Ix2(batch, outputs), false);
         y.assign(&self.bias); // broadcast over rows; the product is added on top
         general_mat_mul(F::ONE, &input, &self.weight, F::ONE, y);
         Ok(y.view())
@@ -167,7 +167,11 @@ impl<F: Real> Dense<F> {
     ) -> Result<ArrayView2<'_, F>, LayerError> {
         self.backward_parameters(grad_output)?;
         let inputs = self.inputs();
-        let dx = reuse_row_major(&mut self.grad_input, grad_output.nrows(), inputs);
+        let dx = reuse(
+            &mut self.grad_input,
+            Ix2(grad_output.nrows(), inputs),
+            false,
+        );
         general_mat_mul(F::ONE, &grad_output, &self.weight.t(), F::zero(), dx);
         Ok(dx.view())
     }
@@ -201,18 +205,6 @@ impl<F: Real> Dense<F> {
         }
         Ok(())
     }
-}
-
-/// The `(rows, cols)` row-major array in `slot`, reallocated only if its shape changed.
-fn reuse_row_major<F: Real>(
-    slot: &mut Option<Array2<F>>,
-    rows: usize,
-    cols: usize,
-) -> &mut Array2<F> {
-    if slot.as_ref().is_none_or(|a| a.dim() != (rows, cols)) {
-        *slot = None;
-    }
-    slot.get_or_insert_with(|| Array2::zeros((rows, cols)))
 }
 
 /// The error for a layer so wide that its initial weight scale underflows.

@@ -65,6 +65,7 @@ pub struct ReadmeDoctests;
 pub use ndarray;
 
 pub mod activation;
+mod buffer;
 pub mod dense;
 pub mod gradcheck;
 mod kernels;

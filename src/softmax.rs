@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 
 use ndarray::{Array, Array3, ArrayView, ArrayViewMut, Axis, Dimension, Ix2};
 
-use crate::activation::reuse_buffer;
+use crate::buffer::reuse_like;
 use crate::kernels;
 use crate::layer::{Layer, LayerError};
 use crate::real::Real;
@@ -229,7 +229,7 @@ impl<K: Normalization, F: Real, D: Dimension> Normalize<K, F, D> {
         let moved = input.permuted_axes(to_last);
         let moved = moved.as_standard_layout();
         let cols = moved.shape()[ndim - 1];
-        let y = reuse_buffer(&mut self.cache, &moved.view());
+        let y = reuse_like(&mut self.cache, &moved.view());
         if let (Some(xs), Some(ys)) = (moved.as_slice(), y.as_slice_mut()) {
             K::forward_rows(xs, ys, cols);
         }
@@ -292,7 +292,7 @@ impl<K: Normalization, F: Real, D: Dimension> Normalize<K, F, D> {
         let g = grad_output.permuted_axes(to_last);
         let g = g.as_standard_layout();
         let cols = y.shape().last().copied().unwrap_or(0);
-        let out = reuse_buffer(&mut self.grad, &y.view());
+        let out = reuse_like(&mut self.grad, &y.view());
         if let Some(os) = out.as_slice_mut() {
             vjp::<K, F, D>(y, &g.view(), os, cols);
         }

@@ -20,6 +20,7 @@ pub use family::*;
 
 use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, ShapeBuilder};
 
+use crate::buffer::{is_fortran, reuse_like};
 use crate::kernels;
 use crate::layer::{Layer, LayerError};
 use crate::math;
@@ -255,27 +256,6 @@ impl<A, F, D: Dimension> Elementwise<A, F, D> {
     }
 }
 
-/// `true` for an array that is contiguous in column-major order only.
-fn is_fortran<F, D: Dimension>(a: &ArrayView<'_, F, D>) -> bool {
-    !a.is_standard_layout() && a.t().is_standard_layout()
-}
-
-/// The array in `slot` if it has `like`'s shape and memory order; otherwise a
-/// new zeroed one in that order (row-major for non-contiguous `like`).
-pub(crate) fn reuse_buffer<'a, F: Real, D: Dimension>(
-    slot: &'a mut Option<Array<F, D>>,
-    like: &ArrayView<'_, F, D>,
-) -> &'a mut Array<F, D> {
-    let fortran = is_fortran(like);
-    let fits = slot
-        .as_ref()
-        .is_some_and(|a| a.shape() == like.shape() && is_fortran(&a.view()) == fortran);
-    if !fits {
-        *slot = None;
-    }
-    slot.get_or_insert_with(|| Array::zeros(like.raw_dim().set_f(fortran)))
-}
-
 impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Elementwise<A, F, D> {
     /// Runs forward and returns a view of the output, kept inside the layer.
     ///
@@ -285,10 +265,10 @@ impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Elementwise<A, F, D> {
         input: ArrayView<'_, F, D>,
     ) -> Result<ArrayView<'_, F, D>, LayerError> {
         let y = match A::DERIVATIVE_FROM {
-            DerivativeFrom::Output => reuse_buffer(&mut self.cache, &input),
+            DerivativeFrom::Output => reuse_like(&mut self.cache, &input),
             DerivativeFrom::Input => {
-                reuse_buffer(&mut self.cache, &input).assign(&input);
-                reuse_buffer(&mut self.output, &input)
+                reuse_like(&mut self.cache, &input).assign(&input);
+                reuse_like(&mut self.output, &input)
             }
         };
         kernels::map_unary(&self.act, input, y.view_mut());
@@ -325,7 +305,7 @@ impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Elementwise<A, F, D> {
         grad_output: ArrayView<'_, F, D>,
     ) -> Result<ArrayView<'_, F, D>, LayerError> {
         let cache = Self::cached_for(&self.cache, &grad_output)?;
-        let out = reuse_buffer(&mut self.grad, &cache.view());
+        let out = reuse_like(&mut self.grad, &cache.view());
         kernels::map_backward(&self.act, cache.view(), grad_output, out.view_mut());
         Ok(out.view())
     }
