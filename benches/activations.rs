@@ -176,5 +176,11 @@ fn activations(c: &mut Criterion) {
     softmax(c);
 }
 
-criterion_group!(benches, activations);
+// No HTML plots: the examples' plotters build (embedded font, no system fonts)
+// leaves criterion's plotters backend without a font to draw with.
+criterion_group! {
+    name = benches;
+    config = Criterion::default().without_plots();
+    targets = activations
+}
 criterion_main!(benches);

@@ -102,5 +102,11 @@ fn small(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, threads, small);
+// No HTML plots: the examples' plotters build (embedded font, no system fonts)
+// leaves criterion's plotters backend without a font to draw with.
+criterion_group! {
+    name = benches;
+    config = Criterion::default().without_plots();
+    targets = threads, small
+}
 criterion_main!(benches);

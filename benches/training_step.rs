@@ -39,5 +39,11 @@ fn training_step(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, training_step);
+// No HTML plots: the examples' plotters build (embedded font, no system fonts)
+// leaves criterion's plotters backend without a font to draw with.
+criterion_group! {
+    name = benches;
+    config = Criterion::default().without_plots();
+    targets = training_step
+}
 criterion_main!(benches);

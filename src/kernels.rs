@@ -36,6 +36,11 @@ macro_rules! simd {
 /// enough to hide the latency of the adds.
 const LANES: usize = 16;
 
+/// Partial sums in a compensated sum: its four-operation dependency chain is
+/// 12 cycles long, so it takes four AVX2 registers of `f32` to keep it from
+/// setting the pace.
+const SUM_LANES: usize = 32;
+
 /// Below this many elements a loop stays on the calling thread, so that small
 /// batches never pay for waking workers (PyTorch's grain size is 32768 too).
 #[cfg(feature = "rayon")]
@@ -137,18 +142,20 @@ pub(crate) fn map_backward<F: Real, A: ElementwiseFn<F>, D: Dimension>(
         .for_each(|out, &c, &g| *out = g * act.derivative(c));
 }
 
-/// Largest element, ignoring NaN (a NaN still reaches the output through `exp(x - max)`).
+/// Largest element of `sign · x` (`sign` is ±1, so exact), ignoring NaN (a NaN still reaches the output through `exp(x - max)`).
 #[inline(always)]
-fn max_ignoring_nan<F: Real>(x: &[F]) -> F {
+fn max_ignoring_nan<F: Real>(x: &[F], sign: F) -> F {
     let mut acc = [F::neg_infinity(); LANES];
     let chunks = x.chunks_exact(LANES);
     let tail = chunks.remainder();
     for chunk in chunks {
         for (a, &v) in acc.iter_mut().zip(chunk) {
+            let v = sign * v;
             *a = if v > *a { v } else { *a };
         }
     }
     for &v in tail {
+        let v = sign * v;
         acc[0] = if v > acc[0] { v } else { acc[0] };
     }
     acc.into_iter()
@@ -172,16 +179,16 @@ fn dot<F: Real>(a: &[F], b: &[F]) -> F {
     pairwise_total(acc)
 }
 
-/// `Σ x_i` with [`LANES`] compensated (Kahan) partial sums.
+/// `Σ x_i` with [`SUM_LANES`] compensated (Kahan) partial sums.
 ///
 /// Plain partial sums of 32768 `f32` softmax terms drift by ~6 ulp; the
 /// compensation bounds the error by about 2 ulp whatever the length, for
 /// 3 more adds an element on data that is already in L1.
 #[inline(always)]
 fn sum<F: Real>(x: &[F]) -> F {
-    let mut total = [F::zero(); LANES];
-    let mut carry = [F::zero(); LANES];
-    let chunks = x.chunks_exact(LANES);
+    let mut total = [F::zero(); SUM_LANES];
+    let mut carry = [F::zero(); SUM_LANES];
+    let chunks = x.chunks_exact(SUM_LANES);
     let tail = chunks.remainder();
     for chunk in chunks {
         for ((s, c), &v) in total.iter_mut().zip(carry.iter_mut()).zip(chunk) {
@@ -201,8 +208,8 @@ fn sum<F: Real>(x: &[F]) -> F {
 }
 
 #[inline(always)]
-fn pairwise_total<F: Real>(mut acc: [F; LANES]) -> F {
-    let mut width = LANES;
+fn pairwise_total<F: Real, const N: usize>(mut acc: [F; N]) -> F {
+    let mut width = N;
     while width > 1 {
         width /= 2;
         for i in 0..width {
@@ -216,16 +223,18 @@ fn pairwise_total<F: Real>(mut acc: [F; LANES]) -> F {
 /// two chunks of [`LANES`], lane-wise reductions cost more than they save.
 const SHORT_ROW: usize = 2 * LANES;
 
-/// Plain sequential maximum ignoring NaN, for short rows.
+/// Plain sequential maximum of `sign · x` ignoring NaN, for short rows.
 #[inline(always)]
-fn max_short<F: Real>(x: &[F]) -> F {
-    x.iter()
-        .fold(F::neg_infinity(), |m, &v| if v > m { v } else { m })
+fn max_short<F: Real>(x: &[F], sign: F) -> F {
+    x.iter().fold(F::neg_infinity(), |m, &v| {
+        let v = sign * v;
+        if v > m { v } else { m }
+    })
 }
 
 /// Row-wise softmax of a row-major `(rows, cols)` matrix held in `x`, into `y`.
 ///
-/// Long rows: per row, `y = sign · x`, its maximum (lane-wise), `y = exp(y - max)` vectorised,
+/// Long rows: per row, the maximum of `sign · x` (lane-wise), `y = exp(sign · x - max)` vectorised,
 /// the compensated sum, and a vectorised division. A row of 32768 `f32` stays
 /// in L2 between these passes, so memory sees one read of `x` and one write of `y`.
 ///
@@ -247,12 +256,9 @@ simd! {
         }
         if cols >= SHORT_ROW {
             for (xr, yr) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
+                let max = max_ignoring_nan(xr, sign);
                 for (y, &x) in yr.iter_mut().zip(xr) {
-                    *y = sign * x;
-                }
-                let max = max_ignoring_nan(yr);
-                for y in yr.iter_mut() {
-                    *y = math::exp(*y - max);
+                    *y = math::exp(sign * x - max);
                 }
                 let total = sum(yr);
                 for y in yr.iter_mut() {
@@ -265,14 +271,11 @@ simd! {
         let mut spread = [F::zero(); SOFTMAX_BLOCK];
         for (xb, yb) in x.chunks(block).zip(y.chunks_mut(block)) {
             let spread = &mut spread[..xb.len()];
-            for (y, &x) in yb.iter_mut().zip(xb) {
-                *y = sign * x;
+            for (xr, sr) in xb.chunks_exact(cols).zip(spread.chunks_exact_mut(cols)) {
+                sr.fill(max_short(xr, sign));
             }
-            for (yr, sr) in yb.chunks_exact(cols).zip(spread.chunks_exact_mut(cols)) {
-                sr.fill(max_short(yr));
-            }
-            for (y, &max) in yb.iter_mut().zip(spread.iter()) {
-                *y = math::exp(*y - max);
+            for ((y, &x), &max) in yb.iter_mut().zip(xb).zip(spread.iter()) {
+                *y = math::exp(sign * x - max);
             }
             for (yr, sr) in yb.chunks_exact(cols).zip(spread.chunks_exact_mut(cols)) {
                 sr.fill(yr.iter().fold(F::zero(), |s, &v| s + v));
@@ -350,7 +353,7 @@ simd! {
             return;
         }
         for (xr, yr) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
-            let max = max_ignoring_nan(xr);
+            let max = max_ignoring_nan(xr, F::ONE);
             // y holds e^(x - max) just long enough to be summed.
             for (y, &x) in yr.iter_mut().zip(xr) {
                 *y = math::exp(x - max);
