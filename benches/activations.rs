@@ -1,7 +1,7 @@
 //! Every activation, forward and backward, `f32`, single thread, against the
 //! naive hand-written `ndarray` version and the memory-copy floor.
 //!
-//! `cargo bench --bench activations` (about 6 minutes); `python3 benches/table.py`
+//! `cargo bench --bench activations` (about 4 minutes); `python3 benches/table.py`
 //! then prints the README's table from criterion's results.
 //!
 //! In each group:

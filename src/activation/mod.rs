@@ -115,8 +115,9 @@ impl<F: Real> ElementwiseFn<F> for ReluFn {
 
 /// An elementwise activation layer over arrays of any dimension.
 ///
-/// Use it through its aliases: [`Sigmoid`], [`Tanh`], [`Relu`]. It caches
-/// `y` or `x` (see [`ElementwiseFn::DERIVATIVE_FROM`]) and reuses its buffers
+/// Use it through its aliases: [`Sigmoid`], [`Tanh`], [`Relu`] and the rest of
+/// the family ([`Gelu`], [`Silu`], …). It caches `y` (sigmoid, tanh, ReLU) or
+/// `x` (the others; see [`ElementwiseFn::DERIVATIVE_FROM`]) and reuses its buffers
 /// while the shape stays the same, so the view-returning methods
 /// ([`forward_view`](Self::forward_view), [`backward_view`](Self::backward_view),
 /// [`backward_into`](Self::backward_into)) allocate nothing in a steady
