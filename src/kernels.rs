@@ -9,11 +9,11 @@
 //! LLVM may not reassociate a single float sum.
 //!
 //! The layout-generic entry points ([`map_unary`], [`map_backward`]) take the
-//! slice path whenever all arrays share one contiguous memory order, and fall
-//! back to `Zip` (same kernel, element by element) for every other layout.
+//! slice path whenever all arrays share one contiguous memory order, and
+//! otherwise gather blocks into contiguous buffers for the same slice code.
 
 use multiversion::multiversion;
-use ndarray::{ArrayView, ArrayViewMut, Dimension, Zip};
+use ndarray::{ArrayView, ArrayViewMut, Dimension};
 
 use crate::activation::ElementwiseFn;
 use crate::math;
@@ -21,6 +21,10 @@ use crate::real::Real;
 
 /// Compiles a function once per SIMD target and dispatches to the best one the
 /// CPU has, detected at run time: AVX-512, AVX2+FMA, NEON, or the portable baseline.
+///
+/// (multiversion enables its AVX-512 target only on CPUs with the Ice Lake /
+/// Zen 4 feature set, where 512-bit code does not lower the clock; older
+/// AVX-512 CPUs run the AVX2 code.)
 macro_rules! simd {
     ($function:item) => {
         #[multiversion(targets(
@@ -109,9 +113,9 @@ pub(crate) fn map_unary<F: Real, A: ElementwiseFn<F>, D: Dimension>(
         chunked([xs], ys, 1, |[xs], ys| forward_slice(act, xs, ys));
         return;
     }
-    Zip::from(&mut y)
-        .and(&x)
-        .for_each(|y, &x| *y = act.value(x));
+    gathered([x.iter()], y.iter_mut(), |[xs], ys| {
+        forward_slice(act, xs, ys)
+    });
 }
 
 /// `out = g · act'(cached)` elementwise; all three must have the same shape.
@@ -136,10 +140,54 @@ pub(crate) fn map_backward<F: Real, A: ElementwiseFn<F>, D: Dimension>(
         });
         return;
     }
-    Zip::from(&mut out)
-        .and(&cached)
-        .and(&g)
-        .for_each(|out, &c, &g| *out = g * act.derivative(c));
+    gathered([cached.iter(), g.iter()], out.iter_mut(), |[cs, gs], os| {
+        backward_slice(act, cs, gs, os)
+    });
+}
+
+/// Elements a [`gathered`] block holds: enough to amortise a dispatched call,
+/// few enough to stay on the stack and in L1.
+const GATHER_BLOCK: usize = 256;
+
+/// Runs a slice kernel over arrays that share no memory order (transposed,
+/// stepped, reversed, mixed): blocks of elements are copied in logical order
+/// into stack buffers, computed by `f`, and copied out. Every layout thus
+/// runs the same dispatched code as contiguous data and gets bit-identical
+/// results at the same speed per element, rather than the math compiled for
+/// baseline x86-64, where each fused multiply-add is a libm call.
+fn gathered<'a, F: Real, D: Dimension, const N: usize>(
+    mut inputs: [ndarray::iter::Iter<'a, F, D>; N],
+    mut out: ndarray::iter::IterMut<'a, F, D>,
+    f: impl Fn([&[F]; N], &mut [F]),
+) {
+    let mut blocks = [[F::zero(); GATHER_BLOCK]; N];
+    let mut results = [F::zero(); GATHER_BLOCK];
+    loop {
+        let mut len = GATHER_BLOCK;
+        for (block, input) in blocks.iter_mut().zip(inputs.iter_mut()) {
+            // The block comes first in the zip, so no element is drawn and dropped.
+            len = block.iter_mut().zip(input).map(|(b, &v)| *b = v).count();
+        }
+        if len == 0 {
+            return;
+        }
+        f(
+            std::array::from_fn(|i| &blocks[i][..len]),
+            &mut results[..len],
+        );
+        for (&r, o) in results[..len].iter().zip(out.by_ref()) {
+            *o = r;
+        }
+    }
+}
+
+simd! {
+    /// `v = e^v` in place, for `v ≤ 0` (or NaN): the shifted logits of a softmax.
+    pub(crate) fn exp_nonpositive_in_place<F: Real>(v: &mut [F]) {
+        for v in v.iter_mut() {
+            *v = math::exp_nonpositive(*v);
+        }
+    }
 }
 
 /// Largest element of `sign · x` (`sign` is ±1, so exact), ignoring NaN (a NaN still reaches the output through `exp(x - max)`).
@@ -258,7 +306,7 @@ simd! {
             for (xr, yr) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
                 let max = max_ignoring_nan(xr, sign);
                 for (y, &x) in yr.iter_mut().zip(xr) {
-                    *y = math::exp(sign * x - max);
+                    *y = math::exp_nonpositive(sign * x - max);
                 }
                 let total = sum(yr);
                 for y in yr.iter_mut() {
@@ -275,7 +323,7 @@ simd! {
                 sr.fill(max_short(xr, sign));
             }
             for ((y, &x), &max) in yb.iter_mut().zip(xb).zip(spread.iter()) {
-                *y = math::exp(sign * x - max);
+                *y = math::exp_nonpositive(sign * x - max);
             }
             for (yr, sr) in yb.chunks_exact(cols).zip(spread.chunks_exact_mut(cols)) {
                 sr.fill(yr.iter().fold(F::zero(), |s, &v| s + v));
@@ -356,7 +404,7 @@ simd! {
             let max = max_ignoring_nan(xr, F::ONE);
             // y holds e^(x - max) just long enough to be summed.
             for (y, &x) in yr.iter_mut().zip(xr) {
-                *y = math::exp(x - max);
+                *y = math::exp_nonpositive(x - max);
             }
             let shift = max + sum(yr).ln();
             for (y, &x) in yr.iter_mut().zip(xr) {
@@ -386,7 +434,7 @@ simd! {
         {
             let total = sum(gr);
             for ((o, &y), &g) in or.iter_mut().zip(yr).zip(gr) {
-                *o = g - math::exp(y) * total;
+                *o = g - math::exp_nonpositive(y) * total;
             }
         }
     }

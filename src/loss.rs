@@ -6,6 +6,7 @@
 
 use ndarray::{Array, Array2, ArrayView, ArrayView1, ArrayView2, Dimension, Ix2, Zip};
 
+use crate::kernels;
 use crate::layer::LayerError;
 use crate::math;
 use crate::real::Real;
@@ -82,10 +83,13 @@ impl<F: Real> SoftmaxCrossEntropy<F> {
             let max = x
                 .iter()
                 .fold(F::neg_infinity(), |m, &v| if v > m { v } else { m });
-            // g temporarily holds e^(x - max); the sum is at least 1 (the max term).
-            Zip::from(&mut g)
-                .and(&x)
-                .for_each(|g, &x| *g = math::exp(x - max));
+            // g holds x - max, then e^(x - max) (vectorised; rows of the owned
+            // gradient are contiguous), then the gradient. The sum is at least 1 (the max term).
+            g.zip_mut_with(&x, |g, &x| *g = x - max);
+            match g.as_slice_mut() {
+                Some(shifted) => kernels::exp_nonpositive_in_place(shifted),
+                None => g.mapv_inplace(math::exp_nonpositive),
+            }
             let sum = g.sum();
             total += sum.ln() - (x[label] - max);
             let to_grad = scale / sum;

@@ -53,11 +53,15 @@ pub trait Real: NdFloat + FromPrimitive + sealed::Sealed {
     /// code vectorises on every x86-64 (SSE2 has no `round`).
     const ROUND_SHIFTER: Self;
 
-    /// `2^k` for an integer-valued `k` in the normal exponent range, built from bits.
+    /// `2^k` from `shifted = k + ROUND_SHIFTER` (integer `k` in the normal
+    /// exponent range), built from bits.
     ///
-    /// Written with integer adds and shifts only, so it vectorises; the result
+    /// The shifter's exponent makes the unit of `shifted`'s mantissa 1, so
+    /// its low bits hold `k` in two's complement; shifting them into the
+    /// exponent field drops the shifter's own bits, and adding the bias
+    /// finishes `2^k`. Two integer operations, so it vectorises; the result
     /// for `k` outside the normal range is meaningless (callers keep `k` inside it).
-    fn exp2i(k: Self) -> Self;
+    fn exp2_shifted(shifted: Self) -> Self;
 
     /// `v` converted from `f64`, rounded to nearest: for named constants in generic code.
     fn lit(v: f64) -> Self;
@@ -94,12 +98,9 @@ impl Real for f32 {
     const ROUND_SHIFTER: Self = 12_582_912.0; // 1.5 · 2^23
 
     #[inline(always)]
-    fn exp2i(k: Self) -> Self {
-        // After adding the shifter, the low mantissa bits hold k as an integer.
-        let k_bits = (k + Self::ROUND_SHIFTER)
-            .to_bits()
-            .wrapping_sub(Self::ROUND_SHIFTER.to_bits());
-        f32::from_bits(k_bits.wrapping_add(127) << 23)
+    fn exp2_shifted(shifted: Self) -> Self {
+        // ROUND_SHIFTER's bits are 0x4b40_0000: nothing below bit 9 survives `<< 23`.
+        f32::from_bits((shifted.to_bits() << 23).wrapping_add(127 << 23))
     }
 
     #[inline(always)]
@@ -146,11 +147,9 @@ impl Real for f64 {
     const ROUND_SHIFTER: Self = 6_755_399_441_055_744.0; // 1.5 · 2^52
 
     #[inline(always)]
-    fn exp2i(k: Self) -> Self {
-        let k_bits = (k + Self::ROUND_SHIFTER)
-            .to_bits()
-            .wrapping_sub(Self::ROUND_SHIFTER.to_bits());
-        f64::from_bits(k_bits.wrapping_add(1023) << 52)
+    fn exp2_shifted(shifted: Self) -> Self {
+        // ROUND_SHIFTER's bits are 0x4338_0000_0000_0000: nothing below bit 12 survives `<< 52`.
+        f64::from_bits((shifted.to_bits() << 52).wrapping_add(1023 << 52))
     }
 
     #[inline(always)]

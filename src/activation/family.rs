@@ -391,7 +391,7 @@ impl<F: Real> ElementwiseFn<F> for GeluFn {
         match self.approximation {
             GeluApproximation::None => {
                 let cdf = F::HALF * (-x * F::lit(FRAC_1_SQRT_2)).erfc();
-                let density = F::lit(FRAC_1_SQRT_2PI) * math::exp(-F::HALF * x * x);
+                let density = F::lit(FRAC_1_SQRT_2PI) * math::exp_nonpositive(-F::HALF * x * x);
                 cdf + times_unless_zero(x, density)
             }
             GeluApproximation::Tanh => {
@@ -461,7 +461,7 @@ plain_kernel!(
 #[inline(always)]
 fn softplus<F: Real>(x: F) -> F {
     let positive = if x > F::zero() { x } else { F::zero() };
-    positive + math::exp(-x.abs()).ln_1p()
+    positive + math::exp_nonpositive(-x.abs()).ln_1p()
 }
 
 plain_kernel!(
@@ -753,7 +753,7 @@ plain_kernel!(
     LogSigmoid, LogSigmoidFn, "LogSigmoid",
     |x| {
         let negative = if x < F::zero() { x } else { F::zero() };
-        negative - math::exp(-x.abs()).ln_1p()
+        negative - math::exp_nonpositive(-x.abs()).ln_1p()
     },
     |x| math::sigmoid(-x)
 );
