@@ -210,6 +210,27 @@ fn max_ignoring_nan<F: Real>(x: &[F], sign: F) -> F {
         .fold(F::neg_infinity(), |m, v| if v > m { v } else { m })
 }
 
+/// `y /= total`, returning [`max_ignoring_nan`] of the next row's `sign · x`
+/// from the same loop, so that the next row streams in while this one is divided.
+#[inline(always)]
+fn divide_then_max<F: Real>(y: &mut [F], total: F, next_x: &[F], sign: F) -> F {
+    let mut acc = [F::neg_infinity(); LANES];
+    for (yc, xc) in y.chunks_exact_mut(LANES).zip(next_x.chunks_exact(LANES)) {
+        for ((y, a), &v) in yc.iter_mut().zip(acc.iter_mut()).zip(xc) {
+            *y /= total;
+            let v = sign * v;
+            *a = if v > *a { v } else { *a };
+        }
+    }
+    let tail = y.len() / LANES * LANES;
+    for y in &mut y[tail..] {
+        *y /= total;
+    }
+    acc[0] = max_ignoring_nan(&next_x[tail..], sign).max(acc[0]);
+    acc.into_iter()
+        .fold(F::neg_infinity(), |m, v| if v > m { v } else { m })
+}
+
 /// `Σ a_i · b_i` with [`LANES`] partial sums, then a pairwise combine.
 #[inline(always)]
 fn dot<F: Real>(a: &[F], b: &[F]) -> F {
@@ -222,6 +243,42 @@ fn dot<F: Real>(a: &[F], b: &[F]) -> F {
         }
     }
     for (&u, &v) in ta.iter().zip(tb) {
+        acc[0] += u * v;
+    }
+    pairwise_total(acc)
+}
+
+/// Writes one row of the softmax vector–Jacobian product, `out = sign · y ⊙ (g - gy)`,
+/// and returns the next row's `g · y`, bitwise as [`dot`] computes it.
+///
+/// With a dot pass and a write pass per row, memory would idle while each row
+/// is written from L1; here the next row streams in during the write, and is
+/// in L1 when its turn comes.
+#[inline(always)]
+fn vjp_row_then_dot<F: Real>(
+    (y, g, out): (&[F], &[F], &mut [F]),
+    gy: F,
+    sign: F,
+    (next_y, next_g): (&[F], &[F]),
+) -> F {
+    let mut acc = [F::zero(); LANES];
+    let blocks = out
+        .chunks_exact_mut(LANES)
+        .zip(y.chunks_exact(LANES).zip(g.chunks_exact(LANES)))
+        .zip(next_g.chunks_exact(LANES).zip(next_y.chunks_exact(LANES)));
+    for ((o, (y, g)), (a, b)) in blocks {
+        for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
+            *o = sign * y * (g - gy);
+        }
+        for ((s, &u), &v) in acc.iter_mut().zip(a).zip(b) {
+            *s += u * v;
+        }
+    }
+    let tail = out.len() / LANES * LANES;
+    for ((o, &y), &g) in out[tail..].iter_mut().zip(&y[tail..]).zip(&g[tail..]) {
+        *o = sign * y * (g - gy);
+    }
+    for (&u, &v) in next_g[tail..].iter().zip(&next_y[tail..]) {
         acc[0] += u * v;
     }
     pairwise_total(acc)
@@ -283,8 +340,10 @@ fn max_short<F: Real>(x: &[F], sign: F) -> F {
 /// Row-wise softmax of a row-major `(rows, cols)` matrix held in `x`, into `y`.
 ///
 /// Long rows: per row, the maximum of `sign · x` (lane-wise), `y = exp(sign · x - max)` vectorised,
-/// the compensated sum, and a vectorised division. A row of 32768 `f32` stays
-/// in L2 between these passes, so memory sees one read of `x` and one write of `y`.
+/// the compensated sum, and a vectorised division, which also takes the next
+/// row's maximum (so memory streams the next row while this one is finished).
+/// A row of 32768 `f32` stays in L2 between these passes, so memory sees one
+/// read of `x` and one write of `y`.
 ///
 /// Short rows (e.g. 10 classes), where per-row vector loops would be mostly
 /// remainder: rows go in blocks of about [`SOFTMAX_BLOCK`] elements. The row
@@ -303,15 +362,17 @@ simd! {
             return;
         }
         if cols >= SHORT_ROW {
-            for (xr, yr) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
-                let max = max_ignoring_nan(xr, sign);
+            let rows = y.len() / cols;
+            let mut max = max_ignoring_nan(&x[..cols], sign);
+            for i in 0..rows {
+                let row = i * cols..(i + 1) * cols;
+                let (xr, yr) = (&x[row.clone()], &mut y[row.clone()]);
                 for (y, &x) in yr.iter_mut().zip(xr) {
                     *y = math::exp_nonpositive(sign * x - max);
                 }
                 let total = sum(yr);
-                for y in yr.iter_mut() {
-                    *y /= total;
-                }
+                let next = if i + 1 < rows { row.end..row.end + cols } else { row };
+                max = divide_then_max(yr, total, &x[next], sign);
             }
             return;
         }
@@ -356,15 +417,18 @@ simd! {
             return;
         }
         if cols >= SHORT_ROW {
-            for ((yr, gr), or) in y
-                .chunks_exact(cols)
-                .zip(g.chunks_exact(cols))
-                .zip(out.chunks_exact_mut(cols))
-            {
-                let gy = dot(gr, yr);
-                for ((o, &y), &g) in or.iter_mut().zip(yr).zip(gr) {
-                    *o = sign * y * (g - gy);
-                }
+            let rows = out.len() / cols;
+            let mut gy = dot(&g[..cols], &y[..cols]);
+            for i in 0..rows {
+                let row = i * cols..(i + 1) * cols;
+                // The last row "prefetches" itself: one wasted dot, no special case.
+                let next = if i + 1 < rows { row.end..row.end + cols } else { row.clone() };
+                gy = vjp_row_then_dot(
+                    (&y[row.clone()], &g[row.clone()], &mut out[row]),
+                    gy,
+                    sign,
+                    (&y[next.clone()], &g[next]),
+                );
             }
             return;
         }

@@ -4,8 +4,10 @@ mod common;
 
 use common::{assert_same, uniform};
 use ndlayers::gradcheck::GradCheck;
+use ndlayers::ndarray::Ix2;
 use ndlayers::ndarray::{Array2, Array3, ArrayView2, Axis, ShapeBuilder, array, s};
 use ndlayers::prelude::*;
+use ndlayers::softmax::Softmin;
 
 #[test]
 fn gradient_matches_finite_differences_on_several_shapes() {
@@ -230,15 +232,41 @@ fn large_batches_match_row_by_row_evaluation() {
     for (shape, seed) in [((4000, 10), 50), ((3, 20000), 51), ((700, 64), 52)] {
         let x = uniform(shape, -10.0, 10.0, seed);
         let g = uniform(shape, -1.0, 1.0, seed + 100);
-        let mut whole = Softmax::new();
-        let y = whole.forward(x.view()).unwrap();
-        let dx = whole.backward(g.view()).unwrap();
-        for r in 0..shape.0 {
-            let mut single = Softmax::new();
-            let yr = single.forward(x.slice(s![r..r + 1, ..])).unwrap();
-            let dr = single.backward(g.slice(s![r..r + 1, ..])).unwrap();
-            assert_eq!(yr.row(0), y.row(r), "{shape:?} row {r}");
-            assert_eq!(dr.row(0), dx.row(r), "{shape:?} row {r}");
-        }
+        rows_are_independent(&Softmax::new(), &x, &g);
     }
+}
+
+/// Each row of `layer` on `x` equals `layer` on that row alone, forward and backward.
+fn rows_are_independent<L: Layer<f64, Ix2> + Clone>(layer: &L, x: &Array2<f64>, g: &Array2<f64>) {
+    let mut whole = layer.clone();
+    let y = whole.forward(x.view()).unwrap();
+    let dx = whole.backward(g.view()).unwrap();
+    for r in 0..x.nrows() {
+        let mut single = layer.clone();
+        let yr = single.forward(x.slice(s![r..r + 1, ..])).unwrap();
+        let dr = single.backward(g.slice(s![r..r + 1, ..])).unwrap();
+        assert_same(&yr.row(0).to_owned(), &y.row(r).to_owned(), "forward");
+        assert_same(&dr.row(0).to_owned(), &dx.row(r).to_owned(), "backward");
+    }
+}
+
+#[test]
+fn neighbouring_rows_never_leak_into_each_other() {
+    // Long rows are reduced while the previous row is still being written; a
+    // row's max and dot must come from that row alone, whatever its neighbours hold.
+    let cols = 67; // two 16-lane blocks and a tail, above the short-row cutoff
+    let mut x = uniform((6, cols), -3.0, 3.0, 60);
+    x.row_mut(0).mapv_inplace(|v| v + 1000.0);
+    x.row_mut(1).mapv_inplace(|v| v - 1000.0);
+    x[[2, 40]] = f64::NAN;
+    x.row_mut(3).fill(f64::NEG_INFINITY);
+    x[[4, 66]] = f64::INFINITY;
+    let g = uniform((6, cols), -1.0, 1.0, 61);
+    rows_are_independent(&Softmax::new(), &x, &g);
+    rows_are_independent(&Softmin::new(), &x, &g);
+    let y = Softmax::new().forward(x.view()).unwrap();
+    assert!(
+        (y.row(1).sum() - 1.0).abs() < 1e-12,
+        "a row at -1000 is still a distribution"
+    );
 }
