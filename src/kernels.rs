@@ -16,7 +16,7 @@ use multiversion::multiversion;
 use ndarray::{ArrayView, ArrayViewMut, Dimension};
 
 use crate::activation::ElementwiseFn;
-use crate::math;
+use crate::math::MulAdd;
 use crate::real::Real;
 
 /// Compiles a function once per SIMD target and dispatches to the best one the
@@ -33,6 +33,23 @@ macro_rules! simd {
             "aarch64+neon"
         ))]
         $function
+    };
+}
+
+/// Declares the type `$flavour` as the multiply-add flavour of the SIMD target
+/// a `simd!` function is being compiled for: [`Fused`](crate::math::Fused)
+/// where the target has an FMA instruction (x86-64 with FMA, every aarch64),
+/// [`Unfused`](crate::math::Unfused) where `mul_add` would be a call into
+/// libm's software `fma` for every operation. Only valid inside `simd!`.
+macro_rules! mul_add_flavour {
+    ($flavour:ident) => {
+        #[multiversion::target::target_cfg(any(target_feature = "fma", target_arch = "aarch64"))]
+        type $flavour = crate::math::Fused;
+        #[multiversion::target::target_cfg(not(any(
+            target_feature = "fma",
+            target_arch = "aarch64"
+        )))]
+        type $flavour = crate::math::Unfused;
     };
 }
 
@@ -86,16 +103,18 @@ const SOFTMAX_BLOCK: usize = 2048;
 
 simd! {
     fn forward_slice<F: Real, A: ElementwiseFn<F>>(act: &A, x: &[F], y: &mut [F]) {
+        mul_add_flavour!(M);
         for (y, &x) in y.iter_mut().zip(x) {
-            *y = act.value(x);
+            *y = act.value_with::<M>(x);
         }
     }
 }
 
 simd! {
     fn backward_slice<F: Real, A: ElementwiseFn<F>>(act: &A, cached: &[F], g: &[F], out: &mut [F]) {
+        mul_add_flavour!(M);
         for ((out, &c), &g) in out.iter_mut().zip(cached).zip(g) {
-            *out = g * act.derivative(c);
+            *out = g * act.derivative_with::<M>(c);
         }
     }
 }
@@ -184,8 +203,9 @@ fn gathered<'a, F: Real, D: Dimension, const N: usize>(
 simd! {
     /// `v = e^v` in place, for `v ≤ 0` (or NaN): the shifted logits of a softmax.
     pub(crate) fn exp_nonpositive_in_place<F: Real>(v: &mut [F]) {
+        mul_add_flavour!(M);
         for v in v.iter_mut() {
-            *v = math::exp_nonpositive(*v);
+            *v = M::exp_nonpositive(*v);
         }
     }
 }
@@ -358,6 +378,7 @@ pub(crate) fn softmax_rows<F: Real>(x: &[F], y: &mut [F], cols: usize, sign: F) 
 
 simd! {
     fn softmax_rows_serial<F: Real>(x: &[F], y: &mut [F], cols: usize, sign: F) {
+        mul_add_flavour!(M);
         if cols == 0 {
             return;
         }
@@ -368,7 +389,7 @@ simd! {
                 let row = i * cols..(i + 1) * cols;
                 let (xr, yr) = (&x[row.clone()], &mut y[row.clone()]);
                 for (y, &x) in yr.iter_mut().zip(xr) {
-                    *y = math::exp_nonpositive(sign * x - max);
+                    *y = M::exp_nonpositive(sign * x - max);
                 }
                 let total = sum(yr);
                 let next = if i + 1 < rows { row.end..row.end + cols } else { row };
@@ -384,7 +405,7 @@ simd! {
                 sr.fill(max_short(xr, sign));
             }
             for ((y, &x), &max) in yb.iter_mut().zip(xb).zip(spread.iter()) {
-                *y = math::exp_nonpositive(sign * x - max);
+                *y = M::exp_nonpositive(sign * x - max);
             }
             for (yr, sr) in yb.chunks_exact(cols).zip(spread.chunks_exact_mut(cols)) {
                 sr.fill(yr.iter().fold(F::zero(), |s, &v| s + v));
@@ -461,6 +482,7 @@ pub(crate) fn log_softmax_rows<F: Real>(x: &[F], y: &mut [F], cols: usize) {
 
 simd! {
     fn log_softmax_rows_serial<F: Real>(x: &[F], y: &mut [F], cols: usize) {
+        mul_add_flavour!(M);
         if cols == 0 {
             return;
         }
@@ -468,7 +490,7 @@ simd! {
             let max = max_ignoring_nan(xr, F::ONE);
             // y holds e^(x - max) just long enough to be summed.
             for (y, &x) in yr.iter_mut().zip(xr) {
-                *y = math::exp_nonpositive(x - max);
+                *y = M::exp_nonpositive(x - max);
             }
             let shift = max + sum(yr).ln();
             for (y, &x) in yr.iter_mut().zip(xr) {
@@ -488,6 +510,7 @@ pub(crate) fn log_softmax_backward_rows<F: Real>(y: &[F], g: &[F], out: &mut [F]
 
 simd! {
     fn log_softmax_backward_rows_serial<F: Real>(y: &[F], g: &[F], out: &mut [F], cols: usize) {
+        mul_add_flavour!(M);
         if cols == 0 {
             return;
         }
@@ -498,7 +521,7 @@ simd! {
         {
             let total = sum(gr);
             for ((o, &y), &g) in or.iter_mut().zip(yr).zip(gr) {
-                *o = g - math::exp_nonpositive(y) * total;
+                *o = g - M::exp_nonpositive(y) * total;
             }
         }
     }

@@ -8,7 +8,7 @@ use ndarray::{Array, Array2, ArrayView, ArrayView1, ArrayView2, Dimension, Ix2, 
 
 use crate::kernels;
 use crate::layer::LayerError;
-use crate::math;
+use crate::math::{Fused, MulAdd};
 use crate::real::Real;
 
 /// Softmax followed by cross-entropy against integer class labels, fused, averaged over the batch.
@@ -88,7 +88,7 @@ impl<F: Real> SoftmaxCrossEntropy<F> {
             g.zip_mut_with(&x, |g, &x| *g = x - max);
             match g.as_slice_mut() {
                 Some(shifted) => kernels::exp_nonpositive_in_place(shifted),
-                None => g.mapv_inplace(math::exp_nonpositive),
+                None => g.mapv_inplace(Fused::exp_nonpositive),
             }
             let sum = g.sum();
             total += sum.ln() - (x[label] - max);

@@ -1,4 +1,5 @@
-//! Branch-free `exp`, `expm1`, `sigmoid` and `tanh`, generic over [`Real`].
+//! Branch-free `exp`, `expm1`, `sigmoid` and `tanh`, generic over [`Real`],
+//! written once against [`MulAdd`] and compiled in two flavours.
 //!
 //! Every function here is straight-line arithmetic plus comparisons that LLVM
 //! turns into blends, so a loop over a slice that calls them vectorises (the
@@ -6,17 +7,28 @@
 //! and pick one at run time). libm's `expf` is a call per element and never
 //! vectorises; that, not the arithmetic, is what makes the naive `mapv` slow.
 //!
-//! Multiply-adds are fused ([`f32::mul_add`]): one rounding instead of two, and
-//! half the latency on the dependency chain that bounds the vectorised loops.
-//! A fused multiply-add is correctly rounded by definition, so every CPU
-//! computes bit-identical results: with the FMA instruction on every x86-64
-//! CPU since 2013 and every aarch64 one, through libm's software `fma` on older
-//! x86-64 (correct, but several times slower).
+//! [`Fused`] multiply-adds round once and take half the latency of a multiply
+//! then an add, on the dependency chain that bounds the vectorised loops; the
+//! kernels use them on every CPU with the instruction (x86-64 with FMA, since
+//! 2013; every aarch64). A fused multiply-add is correctly rounded by
+//! definition, so all those CPUs compute bit-identical results. Without the
+//! instruction (x86-64 before Haswell, some Atom-class CPUs, virtual CPUs
+//! like QEMU's `qemu64`) `f32::mul_add` would be a call into libm's software
+//! `fma` for each operation, hundreds of times slower, so the kernels use
+//! [`Unfused`] there: a multiply then an add, different bits within the same
+//! error bounds (the exhaustive test checks both).
 //!
 //! Error bounds, checked exhaustively for `f32` by `tests/exhaustive_f32.rs`
 //! against an `f64` reference and by random sampling for `f64`:
 //! `exp` ≤ 1 ulp, `sigmoid` ≤ 2.41 ulp and `tanh` ≤ 2.58 ulp (f32, measured on all inputs), over the whole range, with
 //! subnormal results accurate to one unit of the smallest subnormal.
+//!
+//! ```
+//! use ndlayers::math::{Fused, MulAdd, Unfused};
+//!
+//! assert_eq!(Fused::sigmoid(0.0f32), 0.5);
+//! assert!((Unfused::tanh(0.5f64) - 0.5f64.tanh()).abs() < 1e-16);
+//! ```
 
 use crate::real::Real;
 
@@ -36,10 +48,102 @@ const SCALE_SHIFT: f64 = 64.0;
 /// `2^SCALE_SHIFT`.
 const TWO_POW_SHIFT: f64 = 18_446_744_073_709_551_616.0;
 
-/// `a · b + c`, rounded once.
-#[inline(always)]
-fn fma<F: Real>(a: F, b: F, c: F) -> F {
-    a.mul_add(b, c)
+/// Multiply-adds rounded once: the CPU's FMA instruction, or libm's `fma`
+/// where there is none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fused;
+
+/// Multiply-adds as a multiplication, then an addition, each rounded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unfused;
+
+/// How `a · b + c` is computed, and the math written on top of it.
+///
+/// Implemented by [`Fused`] and [`Unfused`]; the provided methods are the
+/// public face of this module.
+pub trait MulAdd: Sized {
+    /// `a · b + c`.
+    fn mul_add<F: Real>(a: F, b: F, c: F) -> F;
+
+    /// `e^x`, within 1 ulp over the whole range; `e^NaN = NaN`, `e^-∞ = 0`, `e^∞ = ∞`.
+    #[inline(always)]
+    fn exp<F: Real>(x: F) -> F {
+        let x = clamp_keep_nan(x, F::EXP_UNDERFLOW, F::EXP_OVERFLOW);
+        let (shift, unshift) = if x > F::zero() {
+            (-SCALE_SHIFT, TWO_POW_SHIFT)
+        } else {
+            (SCALE_SHIFT, 1.0 / TWO_POW_SHIFT)
+        };
+        scaled_exp::<Self, F>(x, F::lit(shift)) * F::lit(unshift)
+    }
+
+    /// `e^x` for `x ≤ 0`, within 1 ulp, one blend cheaper than [`MulAdd::exp`];
+    /// `e^NaN = NaN`, `e^-∞ = 0`. (Positive `x` give wrong results.)
+    ///
+    /// Every `exp` in a softmax (`x - max`) or a sigmoid (`-|x|`) is of this kind.
+    #[inline(always)]
+    fn exp_nonpositive<F: Real>(x: F) -> F {
+        scaled_exp::<Self, F>(raise_to_underflow(x), F::lit(SCALE_SHIFT))
+            * F::lit(1.0 / TWO_POW_SHIFT)
+    }
+
+    /// `e^x - 1`, accurate for small `|x|` where `exp(x) - 1` would cancel.
+    #[inline(always)]
+    fn expm1<F: Real>(x: F) -> F {
+        let limit = F::lit(EXPM1_LIMIT);
+        let bounded = expm1_bounded::<Self, F>(clamp_keep_nan(x, -limit, limit));
+        if x > limit { Self::exp(x) } else { bounded }
+    }
+
+    /// The logistic function `σ(x) = 1 / (1 + e^-x)`.
+    #[inline(always)]
+    fn sigmoid<F: Real>(x: F) -> F {
+        // σ(x) = 1/(1 + e^-x) for x ≥ 0 and e^x/(1 + e^x) for x < 0. Both need only
+        // e = e^-|x| ≤ 1, which never overflows and, as σ(x) → 0 for x → -∞, is
+        // itself the leading term, so the result keeps full relative precision.
+        //
+        // With E = e·2^64 (normal even where e is subnormal) and B = 2^64, the
+        // quotients are B/(B + E) and E/(B + E): the same values, since scaling by
+        // a power of two is exact, with one rounding fewer for subnormal results
+        // and one multiplication fewer on the critical path.
+        let scaled_e = scaled_exp::<Self, F>(raise_to_underflow(-x.abs()), F::lit(SCALE_SHIFT));
+        let big = F::lit(TWO_POW_SHIFT);
+        let numerator = if x < F::zero() { scaled_e } else { big };
+        numerator / (big + scaled_e)
+    }
+
+    /// The hyperbolic tangent.
+    #[inline(always)]
+    fn tanh<F: Real>(x: F) -> F {
+        // With t = e^(-2|x|) - 1 ∈ (-1, 0]:  tanh|x| = (1 - e^(-2|x|)) / (1 + e^(-2|x|)) = -t / (2 + t).
+        // For small |x|, t ≈ -2|x| to full relative precision (expm1, not exp - 1),
+        // so tanh(1e-10) = 1e-10 exactly; for large |x|, t → -1 and the quotient → 1
+        // without overflow. Below -EXPM1_LIMIT, t = -1 exactly. The sign goes on
+        // the numerator (2 + t ≥ 1 > 0), off the dependency chain through the division.
+        let a = x.abs();
+        let limit = F::lit(-EXPM1_LIMIT);
+        let minus_two_a = -(a + a);
+        let t = expm1_bounded::<Self, F>(if minus_two_a < limit {
+            limit
+        } else {
+            minus_two_a
+        });
+        (-t).copysign(x) / (F::TWO + t)
+    }
+}
+
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add<F: Real>(a: F, b: F, c: F) -> F {
+        a.mul_add(b, c)
+    }
+}
+
+impl MulAdd for Unfused {
+    #[inline(always)]
+    fn mul_add<F: Real>(a: F, b: F, c: F) -> F {
+        a * b + c
+    }
 }
 
 /// `x` clamped to `[lo, hi]` by comparisons, so that NaN passes through
@@ -62,10 +166,10 @@ fn clamp_keep_nan<F: Real>(x: F, lo: F, hi: F) -> F {
 /// [`Real::LN2_HI`]) and the fused subtraction rounds once, so `r` carries
 /// only the rounding of `k·LN2_LO`, far below an ulp of the result.
 #[inline(always)]
-fn reduce<F: Real>(x: F) -> (F, F) {
-    let shifted = fma(x, F::LOG2_E, F::ROUND_SHIFTER);
+fn reduce<M: MulAdd, F: Real>(x: F) -> (F, F) {
+    let shifted = M::mul_add(x, F::LOG2_E, F::ROUND_SHIFTER);
     let k = shifted - F::ROUND_SHIFTER;
-    let r = fma(-k, F::LN2_LO, fma(-k, F::LN2_HI, x));
+    let r = M::mul_add(-k, F::LN2_LO, M::mul_add(-k, F::LN2_HI, x));
     (shifted, r)
 }
 
@@ -76,7 +180,7 @@ fn reduce<F: Real>(x: F) -> (F, F) {
 /// iterations of a chain that long. (Up to 16 coefficients; the loops unroll
 /// completely because the coefficient count is a constant.)
 #[inline(always)]
-fn polynomial<F: Real>(r: F, coefficients: &[F]) -> F {
+fn polynomial<M: MulAdd, F: Real>(r: F, coefficients: &[F]) -> F {
     let mut terms = [F::zero(); 16];
     let mut len = coefficients.len().min(terms.len());
     terms[..len].copy_from_slice(&coefficients[..len]);
@@ -85,7 +189,7 @@ fn polynomial<F: Real>(r: F, coefficients: &[F]) -> F {
         let half = len.div_ceil(2);
         for i in 0..half {
             terms[i] = if 2 * i + 1 < len {
-                fma(terms[2 * i + 1], power, terms[2 * i])
+                M::mul_add(terms[2 * i + 1], power, terms[2 * i])
             } else {
                 terms[2 * i]
             };
@@ -106,21 +210,21 @@ fn polynomial<F: Real>(r: F, coefficients: &[F]) -> F {
 /// the first group (tanh's worst case for `f32` moves from 2.50 to 2.58 ulp).
 /// The truncation bound is on [`Real::EXPM1_TAYLOR`].
 #[inline(always)]
-fn expm1_reduced<F: Real>(r: F) -> F {
+fn expm1_reduced<M: MulAdd, F: Real>(r: F) -> F {
     let c = &F::EXPM1_TAYLOR;
     let r2 = r * r;
-    let low = fma(r2, fma(c[2], r, c[1]), r);
-    fma(r2 * r2, polynomial(r, &c[3..]), low)
+    let low = M::mul_add(r2, M::mul_add(c[2], r, c[1]), r);
+    M::mul_add(r2 * r2, polynomial::<M, F>(r, &c[3..]), low)
 }
 
 /// `e^x · 2^shift`, for `x` already clamped to `[EXP_UNDERFLOW, EXP_OVERFLOW]`
 /// and `shift = ±SCALE_SHIFT` moving `k` into the normal range (see [`SCALE_SHIFT`]).
 #[inline(always)]
-fn scaled_exp<F: Real>(x: F, shift: F) -> F {
-    let (shifted, r) = reduce(x);
+fn scaled_exp<M: MulAdd, F: Real>(x: F, shift: F) -> F {
+    let (shifted, r) = reduce::<M, F>(x);
     let s = F::exp2_shifted(shifted + shift);
     // 2^k·e^r = s + s·(e^r - 1), rounded once.
-    fma(s, expm1_reduced(r), s)
+    M::mul_add(s, expm1_reduced::<M, F>(r), s)
 }
 
 /// `x`, or `EXP_UNDERFLOW` if `x` is below it (NaN passes).
@@ -136,27 +240,6 @@ fn raise_to_underflow<F: Real>(x: F) -> F {
     }
 }
 
-/// `e^x` for `x ≤ 0`, within 1 ulp, one blend cheaper than [`exp`];
-/// `e^NaN = NaN`, `e^-∞ = 0`. (Positive `x` give wrong results.)
-///
-/// Every `exp` in a softmax (`x - max`) or a sigmoid (`-|x|`) is of this kind.
-#[inline(always)]
-pub fn exp_nonpositive<F: Real>(x: F) -> F {
-    scaled_exp(raise_to_underflow(x), F::lit(SCALE_SHIFT)) * F::lit(1.0 / TWO_POW_SHIFT)
-}
-
-/// `e^x`, within 1 ulp over the whole range; `e^NaN = NaN`, `e^-∞ = 0`, `e^∞ = ∞`.
-#[inline(always)]
-pub fn exp<F: Real>(x: F) -> F {
-    let x = clamp_keep_nan(x, F::EXP_UNDERFLOW, F::EXP_OVERFLOW);
-    let (shift, unshift) = if x > F::zero() {
-        (-SCALE_SHIFT, TWO_POW_SHIFT)
-    } else {
-        (SCALE_SHIFT, 1.0 / TWO_POW_SHIFT)
-    };
-    scaled_exp(x, F::lit(shift)) * F::lit(unshift)
-}
-
 /// `e^x - 1` for `x` in `[-EXPM1_LIMIT, EXPM1_LIMIT]`.
 ///
 /// With `s = 2^k`, `e^x - 1 = s·(e^r - 1) + (s - 1)`. For `k = 0` this is the
@@ -164,54 +247,10 @@ pub fn exp<F: Real>(x: F) -> F {
 /// `k ≠ 0`, `|x| > ln2/2`, the result is at least 0.29 in magnitude and the
 /// final addition loses nothing to cancellation.
 #[inline(always)]
-fn expm1_bounded<F: Real>(x: F) -> F {
-    let (shifted, r) = reduce(x);
+fn expm1_bounded<M: MulAdd, F: Real>(x: F) -> F {
+    let (shifted, r) = reduce::<M, F>(x);
     let s = F::exp2_shifted(shifted);
-    fma(s, expm1_reduced(r), s - F::ONE)
-}
-
-/// `e^x - 1`, accurate for small `|x|` where `exp(x) - 1` would cancel.
-#[inline(always)]
-pub fn expm1<F: Real>(x: F) -> F {
-    let limit = F::lit(EXPM1_LIMIT);
-    let bounded = expm1_bounded(clamp_keep_nan(x, -limit, limit));
-    if x > limit { exp(x) } else { bounded }
-}
-
-/// The logistic function `σ(x) = 1 / (1 + e^-x)`.
-#[inline(always)]
-pub fn sigmoid<F: Real>(x: F) -> F {
-    // σ(x) = 1/(1 + e^-x) for x ≥ 0 and e^x/(1 + e^x) for x < 0. Both need only
-    // e = e^-|x| ≤ 1, which never overflows and, as σ(x) → 0 for x → -∞, is
-    // itself the leading term, so the result keeps full relative precision.
-    //
-    // With E = e·2^64 (normal even where e is subnormal) and B = 2^64, the
-    // quotients are B/(B + E) and E/(B + E): the same values, since scaling by
-    // a power of two is exact, with one rounding fewer for subnormal results
-    // and one multiplication fewer on the critical path.
-    let scaled_e = scaled_exp(raise_to_underflow(-x.abs()), F::lit(SCALE_SHIFT));
-    let big = F::lit(TWO_POW_SHIFT);
-    let numerator = if x < F::zero() { scaled_e } else { big };
-    numerator / (big + scaled_e)
-}
-
-/// The hyperbolic tangent.
-#[inline(always)]
-pub fn tanh<F: Real>(x: F) -> F {
-    // With t = e^(-2|x|) - 1 ∈ (-1, 0]:  tanh|x| = (1 - e^(-2|x|)) / (1 + e^(-2|x|)) = -t / (2 + t).
-    // For small |x|, t ≈ -2|x| to full relative precision (expm1, not exp - 1),
-    // so tanh(1e-10) = 1e-10 exactly; for large |x|, t → -1 and the quotient → 1
-    // without overflow. Below -EXPM1_LIMIT, t = -1 exactly. The sign goes on
-    // the numerator (2 + t ≥ 1 > 0), off the dependency chain through the division.
-    let a = x.abs();
-    let limit = F::lit(-EXPM1_LIMIT);
-    let minus_two_a = -(a + a);
-    let t = expm1_bounded(if minus_two_a < limit {
-        limit
-    } else {
-        minus_two_a
-    });
-    (-t).copysign(x) / (F::TWO + t)
+    M::mul_add(s, expm1_reduced::<M, F>(r), s - F::ONE)
 }
 
 #[cfg(test)]
@@ -227,38 +266,65 @@ mod tests {
         (got - reference).abs() / 2f64.powf(exponent - 52.0)
     }
 
-    #[test]
-    fn exp_matches_std_across_the_f64_range() {
+    /// Worst error of `M::exp` and `M::exp_nonpositive` against std over the f64 range.
+    fn exp_error<M: MulAdd>() -> f64 {
         let mut worst = 0.0f64;
         let mut x = -745.0;
         while x < 709.7 {
-            worst = worst.max(ulps64(exp(x), x.exp()));
+            worst = worst.max(ulps64(M::exp(x), x.exp()));
+            if x <= 0.0 {
+                worst = worst.max(ulps64(M::exp_nonpositive(x), x.exp()));
+            }
             x += 0.01237;
         }
-        assert!(worst <= 1.0, "exp f64 max error {worst} ulp");
+        worst
     }
 
-    #[test]
-    fn expm1_matches_std_including_tiny_arguments() {
+    /// Worst error of `M::expm1` against std, including tiny arguments.
+    fn expm1_error<M: MulAdd>() -> f64 {
         let mut worst = 0.0f64;
         for i in -2000..2000 {
             let x = i as f64 * 0.0137;
-            worst = worst.max(ulps64(expm1(x), x.exp_m1()));
+            worst = worst.max(ulps64(M::expm1(x), x.exp_m1()));
             let tiny = x * 1e-12;
-            worst = worst.max(ulps64(expm1(tiny), tiny.exp_m1()));
+            worst = worst.max(ulps64(M::expm1(tiny), tiny.exp_m1()));
         }
-        assert!(worst <= 2.0, "expm1 f64 max error {worst} ulp");
-        assert_eq!(expm1(1000.0f64), f64::INFINITY);
-        assert_eq!(expm1(-1000.0f64), -1.0);
+        worst
     }
 
     #[test]
-    fn special_values() {
-        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
-        assert_eq!(exp(f32::INFINITY), f32::INFINITY);
-        assert!(exp(f32::NAN).is_nan());
-        assert!(expm1(f64::NAN).is_nan());
-        assert_eq!(exp(0.0f64), 1.0);
-        assert_eq!(expm1(0.0f32), 0.0);
+    fn exp_and_expm1_match_std_in_both_flavours() {
+        for (name, exp, expm1) in [
+            ("fused", exp_error::<Fused>(), expm1_error::<Fused>()),
+            ("unfused", exp_error::<Unfused>(), expm1_error::<Unfused>()),
+        ] {
+            assert!(exp <= 1.0, "{name} exp f64 max error {exp} ulp");
+            assert!(expm1 <= 2.0, "{name} expm1 f64 max error {expm1} ulp");
+        }
+    }
+
+    fn special_values<M: MulAdd>() {
+        assert_eq!(M::exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(M::exp_nonpositive(f32::NEG_INFINITY), 0.0);
+        assert_eq!(M::exp(f32::INFINITY), f32::INFINITY);
+        assert!(M::exp(f32::NAN).is_nan());
+        assert!(M::exp_nonpositive(f64::NAN).is_nan());
+        assert!(M::expm1(f64::NAN).is_nan());
+        assert_eq!(M::exp(0.0f64), 1.0);
+        assert_eq!(M::exp_nonpositive(0.0f32), 1.0);
+        assert_eq!(M::expm1(0.0f32), 0.0);
+        assert_eq!(M::expm1(1000.0f64), f64::INFINITY);
+        assert_eq!(M::expm1(-1000.0f64), -1.0);
+        // The smallest subnormal, e^-103.28 = 2^-149, comes out exactly.
+        assert_eq!(
+            M::exp_nonpositive(-(149.0f32 * std::f32::consts::LN_2)),
+            f32::from_bits(1)
+        );
+    }
+
+    #[test]
+    fn special_values_in_both_flavours() {
+        special_values::<Fused>();
+        special_values::<Unfused>();
     }
 }

@@ -1,5 +1,8 @@
 //! Sigmoid and tanh forward on every one of the 2^32 `f32` bit patterns,
-//! through the layers' vectorised path, against an `f64` reference.
+//! through the layers' vectorised path, against an `f64` reference; and the
+//! same for the math's other multiply-add flavour ([`Unfused`], which the
+//! kernels run on CPUs without FMA), so both flavours are proven, whichever
+//! the test machine dispatches to.
 //!
 //! The reference is the textbook formula evaluated in `f64` with `std`
 //! (glibc's `exp`/`tanh`, < 1 `f64` ulp): its own error is about 2^-29 of an
@@ -9,23 +12,30 @@
 //! `cargo test`; `.ci/run` runs it with
 //! `cargo test --release --test exhaustive_f32 -- --ignored --nocapture`.
 
-use ndlayers::ndarray::{Array1, Ix1};
+use ndlayers::math::{MulAdd, Unfused};
+use ndlayers::ndarray::{Array1, Ix1, Zip, s};
 use ndlayers::prelude::*;
 
 /// Bit patterns per batch handed to the layer.
 const BATCH: u64 = 1 << 16;
 
-/// Error of `got` in units of the last place of `reference` rounded to `f32`
-/// (subnormal spacing below the normal range).
-fn ulp_error(got: f32, reference: f64) -> f64 {
+/// The spacing of `f32` values around `reference` (subnormal spacing below
+/// the normal range), read from the exponent bits of the (always normal) `f64`.
+fn f32_ulp_at(reference: f64) -> f64 {
+    let exponent = ((reference.to_bits() >> 52) & 0x7ff) as i64 - 1023;
+    let exponent = exponent.clamp(-126, 127);
+    f64::from_bits(((exponent - 23 + 1023) as u64) << 52)
+}
+
+/// Error of `got` in units of `ulp`, the `f32` spacing at `reference`.
+fn ulp_error(got: f32, reference: f64, ulp: f64) -> f64 {
     if reference.is_nan() {
         return if got.is_nan() { 0.0 } else { f64::INFINITY };
     }
     if got as f64 == reference {
         return 0.0;
     }
-    let exponent = reference.abs().log2().floor().clamp(-126.0, 127.0);
-    (got as f64 - reference).abs() / 2f64.powi(exponent as i32 - 23)
+    (got as f64 - reference).abs() / ulp
 }
 
 fn sigmoid_reference(x: f64) -> f64 {
@@ -46,8 +56,8 @@ struct Worst {
 }
 
 impl Worst {
-    fn update(&mut self, x: f32, got: f32, reference: f64) {
-        let ulps = ulp_error(got, reference);
+    fn update(&mut self, x: f32, got: f32, reference: f64, ulp: f64) {
+        let ulps = ulp_error(got, reference, ulp);
         if ulps > self.ulps {
             *self = Worst {
                 ulps,
@@ -59,25 +69,77 @@ impl Worst {
     }
 }
 
-/// Runs both functions over bit patterns `[start, end)`.
-fn scan(start: u64, end: u64) -> (Worst, Worst) {
+/// Worst errors of sigmoid and tanh, through the layers and through [`Unfused`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Scan {
+    sigmoid: Worst,
+    tanh: Worst,
+    unfused_sigmoid: Worst,
+    unfused_tanh: Worst,
+}
+
+impl Scan {
+    fn merge(mut self, mut other: Scan) -> Scan {
+        for (mine, theirs) in self.fields().into_iter().zip(other.fields()) {
+            if theirs.ulps > mine.ulps {
+                *mine = *theirs;
+            }
+        }
+        self
+    }
+
+    fn fields(&mut self) -> [&mut Worst; 4] {
+        [
+            &mut self.sigmoid,
+            &mut self.tanh,
+            &mut self.unfused_sigmoid,
+            &mut self.unfused_tanh,
+        ]
+    }
+}
+
+/// Runs all four over bit patterns `[start, end)`.
+fn scan(start: u64, end: u64) -> Scan {
     let mut sigmoid = Sigmoid::<f32, Ix1>::new();
     let mut tanh = Tanh::<f32, Ix1>::new();
-    let (mut ws, mut wt) = (Worst::default(), Worst::default());
+    let mut worst = Scan::default();
+    let len = BATCH as usize;
+    let (mut x, mut ys, mut us, mut ut) = (
+        Array1::zeros(len),
+        Array1::zeros(len),
+        Array1::zeros(len),
+        Array1::zeros(len),
+    );
     let mut lo = start;
     while lo < end {
         let hi = (lo + BATCH).min(end);
-        let x = Array1::from_iter((lo..hi).map(|b| f32::from_bits(b as u32)));
-        let ys = sigmoid.forward_view(x.view()).unwrap().to_owned();
-        let yt = tanh.forward_view(x.view()).unwrap();
-        for ((&x, &s), &t) in x.iter().zip(&ys).zip(yt) {
+        let n = (hi - lo) as usize;
+        x.iter_mut()
+            .zip(lo..hi)
+            .for_each(|(x, b)| *x = f32::from_bits(b as u32));
+        let x = x.slice(s![..n]);
+        ys.slice_mut(s![..n])
+            .assign(&sigmoid.forward_view(x).unwrap());
+        let yt = tanh.forward_view(x).unwrap();
+        Zip::from(us.slice_mut(s![..n]))
+            .and(ut.slice_mut(s![..n]))
+            .and(x)
+            .for_each(|us, ut, &x| {
+                *us = Unfused::sigmoid(x);
+                *ut = Unfused::tanh(x);
+            });
+        for (i, &x) in x.iter().enumerate() {
             let x64 = x as f64;
-            ws.update(x, s, sigmoid_reference(x64));
-            wt.update(x, t, x64.tanh());
+            let (s, t) = (sigmoid_reference(x64), x64.tanh());
+            let (s_ulp, t_ulp) = (f32_ulp_at(s), f32_ulp_at(t));
+            worst.sigmoid.update(x, ys[i], s, s_ulp);
+            worst.tanh.update(x, yt[i], t, t_ulp);
+            worst.unfused_sigmoid.update(x, us[i], s, s_ulp);
+            worst.unfused_tanh.update(x, ut[i], t, t_ulp);
         }
         lo = hi;
     }
-    (ws, wt)
+    worst
 }
 
 #[test]
@@ -87,42 +149,39 @@ fn sigmoid_and_tanh_on_every_f32_bit_pattern() {
     let total = 1u64 << 32;
     let per = total.div_ceil(threads * 64);
     let next = std::sync::atomic::AtomicU64::new(0);
-    let results: Vec<(Worst, Worst)> = std::thread::scope(|s| {
+    let worst = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
-                    let mut acc = (Worst::default(), Worst::default());
+                    let mut acc = Scan::default();
                     loop {
                         let start = next.fetch_add(per, std::sync::atomic::Ordering::Relaxed);
                         if start >= total {
                             return acc;
                         }
-                        let (ws, wt) = scan(start, (start + per).min(total));
-                        if ws.ulps > acc.0.ulps {
-                            acc.0 = ws;
-                        }
-                        if wt.ulps > acc.1.ulps {
-                            acc.1 = wt;
-                        }
+                        acc = acc.merge(scan(start, (start + per).min(total)));
                     }
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .fold(Scan::default(), Scan::merge)
     });
-    let worst = |pick: fn(&(Worst, Worst)) -> Worst| {
-        results
-            .iter()
-            .map(pick)
-            .fold(Worst::default(), |a, b| if b.ulps > a.ulps { b } else { a })
-    };
-    let (ws, wt) = (worst(|r| r.0), worst(|r| r.1));
-    for (name, w) in [("sigmoid", ws), ("tanh", wt)] {
+    let report = [
+        ("sigmoid", worst.sigmoid),
+        ("tanh", worst.tanh),
+        ("sigmoid (unfused)", worst.unfused_sigmoid),
+        ("tanh (unfused)", worst.unfused_tanh),
+    ];
+    for (name, w) in report {
         println!(
             "{name}: max error {:.3} ulp over all 2^32 f32 inputs (at x = {:e}: got {:e}, reference {:e})",
             w.ulps, w.x, w.got, w.reference
         );
     }
-    assert!(ws.ulps <= 3.0, "sigmoid max error {ws:?}");
-    assert!(wt.ulps <= 3.0, "tanh max error {wt:?}");
+    for (name, w) in report {
+        assert!(w.ulps <= 3.0, "{name} max error {w:?}");
+    }
 }

@@ -17,7 +17,7 @@
 //! | [`Celu`] | `x` if `x > 0`, else `α (e^(x/α) - 1)` | `1` or `e^(x/α)` | input |
 //! | [`Gelu`] | `x Φ(x)` (exact) or `x σ(2u)`, `u = √(2/π)(x + 0.044715 x³)` | `Φ(x) + x φ(x)`, or its tanh-form derivative | input |
 //! | [`Silu`] | `x σ(x)` | `σ(x) (1 + x (1 - σ(x)))` | input |
-//! | [`Mish`] | `x tanh(softplus(x))` | `tanh(sp) + x σ(x) (1 - tanh²(sp))` | input |
+//! | [`Mish`] | `x tanh(softplus::<M, F>(x))` | `tanh(sp) + x σ(x) (1 - tanh²(sp))` | input |
 //! | [`Softplus`] | `ln(1 + e^(βx)) / β`, `x` where `βx > threshold` | `σ(βx)`, or 1 | input |
 //! | [`Softsign`] | `x / (1 + |x|)` | `1 / (1 + |x|)²` | input |
 //! | [`HardTanh`] | `clamp(x, min, max)` | `1` inside `(min, max)`, else 0 | input |
@@ -30,7 +30,7 @@ use ndarray::Dimension;
 
 use super::{DerivativeFrom, Elementwise, ElementwiseFn};
 use crate::layer::LayerError;
-use crate::math;
+use crate::math::MulAdd;
 use crate::real::Real;
 
 /// Checks a hyperparameter, naming it and the rule it broke.
@@ -76,13 +76,15 @@ macro_rules! plain_kernel {
             const NAME: &'static str = $name;
             const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
+            fused_by_default!();
+
             #[inline(always)]
-            fn value(&self, $x: F) -> F {
+            fn value_with<M: MulAdd>(&self, $x: F) -> F {
                 $value
             }
 
             #[inline(always)]
-            fn derivative(&self, $c: F) -> F {
+            fn derivative_with<M: MulAdd>(&self, $c: F) -> F {
                 $derivative
             }
         }
@@ -183,23 +185,25 @@ impl<F: Real> ElementwiseFn<F> for EluFn<F> {
     const NAME: &'static str = "Elu";
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
+    fused_by_default!();
+
     #[inline(always)]
-    fn value(&self, x: F) -> F {
+    fn value_with<M: MulAdd>(&self, x: F) -> F {
         self.scale
             * if x > F::zero() {
                 x
             } else {
-                self.alpha * math::expm1(x)
+                self.alpha * M::expm1(x)
             }
     }
 
     #[inline(always)]
-    fn derivative(&self, x: F) -> F {
+    fn derivative_with<M: MulAdd>(&self, x: F) -> F {
         self.scale
             * if x > F::zero() {
                 F::ONE
             } else {
-                self.alpha * math::exp(x)
+                self.alpha * M::exp(x)
             }
     }
 }
@@ -284,21 +288,23 @@ impl<F: Real> ElementwiseFn<F> for CeluFn<F> {
     const NAME: &'static str = "Celu";
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
+    fused_by_default!();
+
     #[inline(always)]
-    fn value(&self, x: F) -> F {
+    fn value_with<M: MulAdd>(&self, x: F) -> F {
         if x > F::zero() {
             x
         } else {
-            self.alpha * math::expm1(x / self.alpha)
+            self.alpha * M::expm1(x / self.alpha)
         }
     }
 
     #[inline(always)]
-    fn derivative(&self, x: F) -> F {
+    fn derivative_with<M: MulAdd>(&self, x: F) -> F {
         if x > F::zero() {
             F::ONE
         } else {
-            math::exp(x / self.alpha)
+            M::exp(x / self.alpha)
         }
     }
 }
@@ -363,12 +369,12 @@ impl GeluFn {
     /// `(σ(2u), 2u')` of the tanh form, using `½(1 + tanh u) = σ(2u)`, which
     /// avoids the cancellation of `1 + tanh u` for negative `x`.
     #[inline(always)]
-    fn tanh_form<F: Real>(x: F) -> (F, F) {
+    fn tanh_form<M: MulAdd, F: Real>(x: F) -> (F, F) {
         let k = F::lit(SQRT_2_OVER_PI);
         let c = F::lit(GELU_CUBIC);
         let two_u = F::TWO * k * (x + c * x * x * x);
         let two_du = F::TWO * k * (F::ONE + F::THREE * c * x * x);
-        (math::sigmoid(two_u), two_du)
+        (M::sigmoid(two_u), two_du)
     }
 }
 
@@ -376,27 +382,29 @@ impl<F: Real> ElementwiseFn<F> for GeluFn {
     const NAME: &'static str = "Gelu";
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
+    fused_by_default!();
+
     #[inline(always)]
-    fn value(&self, x: F) -> F {
+    fn value_with<M: MulAdd>(&self, x: F) -> F {
         let gate = match self.approximation {
             // Φ(x) = ½ erfc(-x/√2): accurate in the left tail, where 1 + erf cancels.
             GeluApproximation::None => F::HALF * (-x * F::lit(FRAC_1_SQRT_2)).erfc(),
-            GeluApproximation::Tanh => Self::tanh_form(x).0,
+            GeluApproximation::Tanh => Self::tanh_form::<M, F>(x).0,
         };
         times_unless_zero(x, gate)
     }
 
     #[inline(always)]
-    fn derivative(&self, x: F) -> F {
+    fn derivative_with<M: MulAdd>(&self, x: F) -> F {
         match self.approximation {
             GeluApproximation::None => {
                 let cdf = F::HALF * (-x * F::lit(FRAC_1_SQRT_2)).erfc();
-                let density = F::lit(FRAC_1_SQRT_2PI) * math::exp_nonpositive(-F::HALF * x * x);
+                let density = F::lit(FRAC_1_SQRT_2PI) * M::exp_nonpositive(-F::HALF * x * x);
                 cdf + times_unless_zero(x, density)
             }
             GeluApproximation::Tanh => {
                 // d/dx [x σ(2u)] = σ(2u) + x · σ(2u)(1 - σ(2u)) · 2u'
-                let (s, two_du) = Self::tanh_form(x);
+                let (s, two_du) = Self::tanh_form::<M, F>(x);
                 let ds = s * (F::ONE - s);
                 s + times_unless_zero(x * two_du, ds)
             }
@@ -450,23 +458,23 @@ plain_kernel!(
     /// # Ok::<(), LayerError>(())
     /// ```
     Silu, SiluFn, "Silu",
-    |x| times_unless_zero(x, math::sigmoid(x)),
+    |x| times_unless_zero(x, M::sigmoid(x)),
     |x| {
-        let s = math::sigmoid(x);
+        let s = M::sigmoid(x);
         s + times_unless_zero(x, s * (F::ONE - s))
     }
 );
 
-/// `softplus(x) = ln(1 + eˣ) = max(x, 0) + ln(1 + e^-|x|)`, stable everywhere.
+/// `softplus::<M, F>(x) = ln(1 + eˣ) = max(x, 0) + ln(1 + e^-|x|)`, stable everywhere.
 #[inline(always)]
-fn softplus<F: Real>(x: F) -> F {
+fn softplus<M: MulAdd, F: Real>(x: F) -> F {
     let positive = if x > F::zero() { x } else { F::zero() };
-    positive + math::exp_nonpositive(-x.abs()).ln_1p()
+    positive + M::exp_nonpositive(-x.abs()).ln_1p()
 }
 
 plain_kernel!(
-    /// Mish: `y = x tanh(softplus(x))`,
-    /// `dy/dx = tanh(sp) + x σ(x) (1 - tanh²(sp))` with `sp = softplus(x)`.
+    /// Mish: `y = x tanh(softplus::<M, F>(x))`,
+    /// `dy/dx = tanh(sp) + x σ(x) (1 - tanh²(sp))` with `sp = softplus::<M, F>(x)`.
     ///
     /// # Example
     /// ```
@@ -479,10 +487,10 @@ plain_kernel!(
     /// # Ok::<(), LayerError>(())
     /// ```
     Mish, MishFn, "Mish",
-    |x| times_unless_zero(x, math::tanh(softplus(x))),
+    |x| times_unless_zero(x, M::tanh(softplus::<M, F>(x))),
     |x| {
-        let t = math::tanh(softplus(x));
-        t + times_unless_zero(x, math::sigmoid(x) * (F::ONE - t) * (F::ONE + t))
+        let t = M::tanh(softplus::<M, F>(x));
+        t + times_unless_zero(x, M::sigmoid(x) * (F::ONE - t) * (F::ONE + t))
     }
 );
 
@@ -509,23 +517,25 @@ impl<F: Real> ElementwiseFn<F> for SoftplusFn<F> {
     const NAME: &'static str = "Softplus";
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
+    fused_by_default!();
+
     #[inline(always)]
-    fn value(&self, x: F) -> F {
+    fn value_with<M: MulAdd>(&self, x: F) -> F {
         let z = self.beta * x;
         if z > self.threshold {
             x
         } else {
-            softplus(z) / self.beta
+            softplus::<M, F>(z) / self.beta
         }
     }
 
     #[inline(always)]
-    fn derivative(&self, x: F) -> F {
+    fn derivative_with<M: MulAdd>(&self, x: F) -> F {
         let z = self.beta * x;
         if z > self.threshold {
             F::ONE
         } else {
-            math::sigmoid(z)
+            M::sigmoid(z)
         }
     }
 }
@@ -753,7 +763,7 @@ plain_kernel!(
     LogSigmoid, LogSigmoidFn, "LogSigmoid",
     |x| {
         let negative = if x < F::zero() { x } else { F::zero() };
-        negative - math::exp_nonpositive(-x.abs()).ln_1p()
+        negative - M::exp_nonpositive(-x.abs()).ln_1p()
     },
-    |x| math::sigmoid(-x)
+    |x| M::sigmoid(-x)
 );

@@ -15,6 +15,23 @@
 
 use std::fmt::Debug;
 
+/// Inside an [`ElementwiseFn`] impl that writes `value_with` and
+/// `derivative_with`: defines `value` and `derivative` as their
+/// [`Fused`](crate::math::Fused) flavour.
+macro_rules! fused_by_default {
+    () => {
+        #[inline(always)]
+        fn value(&self, x: F) -> F {
+            self.value_with::<crate::math::Fused>(x)
+        }
+
+        #[inline(always)]
+        fn derivative(&self, cached: F) -> F {
+            self.derivative_with::<crate::math::Fused>(cached)
+        }
+    };
+}
+
 mod family;
 pub use family::*;
 
@@ -23,7 +40,7 @@ use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, ShapeBuilder};
 use crate::buffer::{is_fortran, reuse_like};
 use crate::kernels;
 use crate::layer::{Layer, LayerError};
-use crate::math;
+use crate::math::MulAdd;
 use crate::real::Real;
 
 /// Which value an activation's derivative is written in terms of.
@@ -50,6 +67,25 @@ pub trait ElementwiseFn<F: Real>: Clone + Debug + Send + Sync {
     fn value(&self, x: F) -> F;
     /// `f'(x)`, written in terms of the cached value (`y` or `x`, per [`Self::DERIVATIVE_FROM`]).
     fn derivative(&self, cached: F) -> F;
+
+    /// [`value`](Self::value) with the multiply-adds of [`crate::math`] in flavour `M`.
+    ///
+    /// The kernels call this, with [`Unfused`](crate::math::Unfused) on CPUs
+    /// without an FMA instruction. Activations that use `crate::math`
+    /// override it (and define `value` as `value_with::<Fused>`); the default
+    /// is `value` itself.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn value_with<M: MulAdd>(&self, x: F) -> F {
+        self.value(x)
+    }
+
+    /// [`derivative`](Self::derivative) with multiply-adds in flavour `M`; see [`Self::value_with`].
+    #[doc(hidden)]
+    #[inline(always)]
+    fn derivative_with<M: MulAdd>(&self, cached: F) -> F {
+        self.derivative(cached)
+    }
 }
 
 /// The logistic sigmoid kernel, for [`Sigmoid`].
@@ -60,13 +96,15 @@ impl<F: Real> ElementwiseFn<F> for SigmoidFn {
     const NAME: &'static str = "Sigmoid";
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Output;
 
+    fused_by_default!();
+
     #[inline(always)]
-    fn value(&self, x: F) -> F {
-        math::sigmoid(x)
+    fn value_with<M: MulAdd>(&self, x: F) -> F {
+        M::sigmoid(x)
     }
 
     #[inline(always)]
-    fn derivative(&self, y: F) -> F {
+    fn derivative_with<M: MulAdd>(&self, y: F) -> F {
         y * (F::ONE - y)
     }
 }
@@ -79,13 +117,15 @@ impl<F: Real> ElementwiseFn<F> for TanhFn {
     const NAME: &'static str = "Tanh";
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Output;
 
+    fused_by_default!();
+
     #[inline(always)]
-    fn value(&self, x: F) -> F {
-        math::tanh(x)
+    fn value_with<M: MulAdd>(&self, x: F) -> F {
+        M::tanh(x)
     }
 
     #[inline(always)]
-    fn derivative(&self, y: F) -> F {
+    fn derivative_with<M: MulAdd>(&self, y: F) -> F {
         // (1 - y)(1 + y) rather than 1 - y²: where |y| → 1, 1 - |y| is exact
         // (Sterbenz) while y² has already rounded.
         (F::ONE - y) * (F::ONE + y)
