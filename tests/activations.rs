@@ -416,3 +416,41 @@ fn large_contiguous_arrays_match_the_gathered_path() {
     let y = Sigmoid::new().forward(contiguous.view()).unwrap();
     assert_eq!(y.dim(), (300, 257));
 }
+
+/// Whether this CPU runs the kernels' fused multiply-add flavour.
+fn cpu_has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    return cfg!(target_arch = "aarch64");
+}
+
+#[test]
+fn kernels_compute_the_flavour_of_math_this_cpu_has() {
+    use ndlayers::math::{Fused, MulAdd, Unfused};
+    // 4001 points over [-800, 800], dense near 0, through the contiguous and
+    // the transposed (gathered) paths; the exhaustive f32 test checks the
+    // accuracy of both flavours.
+    let x = Array2::from_shape_fn((1, 4001), |(_, j)| (j as f64 - 2000.0).powi(3) * 1e-7);
+    type Scalar = fn(f64) -> f64;
+    let (sigmoid, tanh): (Scalar, Scalar) = if cpu_has_fma() {
+        (Fused::sigmoid, Fused::tanh)
+    } else {
+        (Unfused::sigmoid, Unfused::tanh)
+    };
+    // The flavours differ in the last bit at some of these points, so the test can tell them apart.
+    assert!(x.iter().any(|&v| Fused::sigmoid(v) != Unfused::sigmoid(v)));
+    assert!(x.iter().any(|&v| Fused::tanh(v) != Unfused::tanh(v)));
+    for view in [x.view(), x.t().reversed_axes()] {
+        assert_same(
+            &Sigmoid::new().forward(view).unwrap(),
+            &view.mapv(sigmoid),
+            "sigmoid",
+        );
+        assert_same(
+            &Tanh::new().forward(view).unwrap(),
+            &view.mapv(tanh),
+            "tanh",
+        );
+    }
+}
