@@ -164,9 +164,10 @@ impl<F: Real> ElementwiseFn<F> for ReluFn {
 /// training loop. [`Layer::forward`] and [`Layer::backward`] return owned
 /// copies of the same results.
 ///
-/// Any input layout works (views that are transposed, sliced with steps or
-/// reversed give the same numbers as a contiguous copy); contiguous inputs in
-/// either memory order take the vectorised path.
+/// Any input layout works: views that are transposed, sliced with steps or
+/// reversed give bit for bit the same numbers as a contiguous copy. Contiguous
+/// inputs in either memory order are computed in place; other layouts are
+/// gathered in blocks of 256 elements through the same vectorised code.
 #[derive(Clone, Debug)]
 pub struct Elementwise<A, F, D: Dimension> {
     act: A,
