@@ -121,9 +121,9 @@ pub trait MulAdd: Sized {
         // so tanh(1e-10) = 1e-10 exactly; for large |x|, t → -1 and the quotient → 1
         // without overflow. Below -EXPM1_LIMIT, t = -1 exactly. The sign goes on
         // the numerator (2 + t ≥ 1 > 0), off the dependency chain through the division.
-        let a = x.abs();
         let limit = F::lit(-EXPM1_LIMIT);
-        let minus_two_a = -(a + a);
+        // Exact: a scaling by a power of two.
+        let minus_two_a = x.abs() * -F::TWO;
         let t = expm1_bounded::<Self, F>(if minus_two_a < limit {
             limit
         } else {
