@@ -16,7 +16,7 @@ use multiversion::multiversion;
 use ndarray::{ArrayView, ArrayViewMut, Dimension};
 
 use crate::activation::ElementwiseFn;
-use crate::math::MulAdd;
+use crate::math::{self, MulAdd, Reduced};
 use crate::real::Real;
 
 /// Compiles a function once per SIMD target and dispatches to the best one the
@@ -101,9 +101,67 @@ fn chunked<F: Real, const N: usize>(
 /// elements, so that `exp` runs vectorised over a whole block that stays in L1.
 const SOFTMAX_BLOCK: usize = 2048;
 
+/// Elements in a block of [`staged`]: its two stack buffers (2 KiB for `f32`)
+/// stay in L1. (Measured: 64 loses most of the gain, 1024 some of it.)
+const STAGE_BLOCK: usize = 256;
+
+/// A stack buffer on its own cache lines, so that no vector load or store
+/// of it is split across two.
+#[repr(align(64))]
+struct CacheAligned<T>(T);
+
+/// `y = finish(x, reduce(x))`, as two loops over each block of [`STAGE_BLOCK`]
+/// elements: the first stores the argument reductions, the second reads them
+/// back and finishes. Same operations, so the same bits as one loop.
+///
+/// Why: in one loop, every element carries a dependency chain of about 50
+/// cycles (sigmoid: the reduction, the polynomial, a division), and Zen 3's
+/// floating-point scheduler holds only about three iterations of it, so
+/// the loop runs at the chain's pace, not the pipes'. Each stage alone has a
+/// chain half as long; the round trip through L1 costs two stores and two
+/// loads per vector of eight `f32`. Measured on L1-resident data (2048
+/// elements): sigmoid 0.53 → 0.43 ns an element, tanh 0.60 → 0.44, softmax
+/// rows of 1000 0.745 → 0.725. The buffers must be cache-line aligned: at
+/// 8 bytes off, every other vector store is split across two lines and the
+/// gain is gone (sigmoid 0.64 ns, at about half of all stack positions).
+#[inline(always)]
+fn staged<F: Real>(
+    x: &[F],
+    y: &mut [F],
+    reduce: impl Fn(F) -> Reduced<F>,
+    finish: impl Fn(F, Reduced<F>) -> F,
+) {
+    let mut shifted = CacheAligned([F::zero(); STAGE_BLOCK]);
+    let mut r = CacheAligned([F::zero(); STAGE_BLOCK]);
+    for (xb, yb) in x.chunks(STAGE_BLOCK).zip(y.chunks_mut(STAGE_BLOCK)) {
+        let (shifted, r) = (&mut shifted.0[..xb.len()], &mut r.0[..xb.len()]);
+        for ((shifted, r), &x) in shifted.iter_mut().zip(r.iter_mut()).zip(xb) {
+            [*shifted, *r] = reduce(x);
+        }
+        for (((y, &x), &shifted), &r) in yb.iter_mut().zip(xb).zip(&*shifted).zip(&*r) {
+            *y = finish(x, [shifted, r]);
+        }
+    }
+}
+
+/// `y = e^arg(x)` for `arg(x) ≤ 0` (or NaN), by [`staged`].
+#[inline(always)]
+fn staged_exp<M: MulAdd, F: Real>(x: &[F], y: &mut [F], arg: impl Fn(F) -> F) {
+    staged(
+        x,
+        y,
+        |x| math::exp_nonpositive_reduce::<M, F>(arg(x)),
+        |_, reduced| math::exp_nonpositive_finish::<M, F>(reduced),
+    );
+}
+
 simd! {
     fn forward_slice<F: Real, A: ElementwiseFn<F>>(act: &A, x: &[F], y: &mut [F]) {
         mul_add_flavour!(M);
+        if A::STAGED {
+            staged(x, y, |x| act.reduce_with::<M>(x), |x, r| act.finish_with::<M>(x, r));
+            return;
+        }
         for (y, &x) in y.iter_mut().zip(x) {
             *y = act.value_with::<M>(x);
         }
@@ -407,9 +465,7 @@ simd! {
             for i in 0..rows {
                 let row = i * cols..(i + 1) * cols;
                 let (xr, yr) = (&x[row.clone()], &mut y[row.clone()]);
-                for (y, &x) in yr.iter_mut().zip(xr) {
-                    *y = M::exp_nonpositive(sign * x - max);
-                }
+                staged_exp::<M, F>(xr, yr, |x| sign * x - max);
                 let total = sum(yr);
                 let next = if i + 1 < rows { row.end..row.end + cols } else { row };
                 max = divide_then_max(yr, total, &x[next], sign);
@@ -417,15 +473,16 @@ simd! {
             return;
         }
         let block = SOFTMAX_BLOCK / cols * cols;
-        let mut spread = [F::zero(); SOFTMAX_BLOCK];
+        let mut spread = CacheAligned([F::zero(); SOFTMAX_BLOCK]);
         for (xb, yb) in x.chunks(block).zip(y.chunks_mut(block)) {
-            let spread = &mut spread[..xb.len()];
+            let spread = &mut spread.0[..xb.len()];
             for (xr, sr) in xb.chunks_exact(cols).zip(spread.chunks_exact_mut(cols)) {
                 sr.fill(max_short(xr, sign));
             }
-            for ((y, &x), &max) in yb.iter_mut().zip(xb).zip(spread.iter()) {
-                *y = M::exp_nonpositive(sign * x - max);
+            for (s, &x) in spread.iter_mut().zip(xb) {
+                *s = sign * x - *s;
             }
+            staged_exp::<M, F>(spread, yb, |v| v);
             for (yr, sr) in yb.chunks_exact(cols).zip(spread.chunks_exact_mut(cols)) {
                 sr.fill(yr.iter().fold(F::zero(), |s, &v| s + v));
             }
@@ -473,13 +530,13 @@ simd! {
             return;
         }
         let block = SOFTMAX_BLOCK / cols * cols;
-        let mut spread = [F::zero(); SOFTMAX_BLOCK];
+        let mut spread = CacheAligned([F::zero(); SOFTMAX_BLOCK]);
         for ((yb, gb), ob) in y
             .chunks(block)
             .zip(g.chunks(block))
             .zip(out.chunks_mut(block))
         {
-            let spread = &mut spread[..yb.len()];
+            let spread = &mut spread.0[..yb.len()];
             for ((yr, gr), sr) in yb
                 .chunks_exact(cols)
                 .zip(gb.chunks_exact(cols))
@@ -508,9 +565,7 @@ simd! {
         for (xr, yr) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
             let max = max_ignoring_nan(xr, F::ONE);
             // y holds e^(x - max) just long enough to be summed.
-            for (y, &x) in yr.iter_mut().zip(xr) {
-                *y = M::exp_nonpositive(x - max);
-            }
+            staged_exp::<M, F>(xr, yr, |x| x - max);
             let shift = max + sum(yr).ln();
             for (y, &x) in yr.iter_mut().zip(xr) {
                 *y = x - shift;

@@ -75,7 +75,7 @@ pub trait MulAdd: Sized {
         } else {
             (SCALE_SHIFT, 1.0 / TWO_POW_SHIFT)
         };
-        scaled_exp::<Self, F>(x, F::lit(shift)) * F::lit(unshift)
+        scaled_exp::<Self, F>(reduce::<Self, F>(x), F::lit(shift)) * F::lit(unshift)
     }
 
     /// `e^x` for `x ≤ 0`, within 1 ulp, one blend cheaper than [`MulAdd::exp`];
@@ -84,53 +84,97 @@ pub trait MulAdd: Sized {
     /// Every `exp` in a softmax (`x - max`) or a sigmoid (`-|x|`) is of this kind.
     #[inline(always)]
     fn exp_nonpositive<F: Real>(x: F) -> F {
-        scaled_exp::<Self, F>(raise_to_underflow(x), F::lit(SCALE_SHIFT))
-            * F::lit(1.0 / TWO_POW_SHIFT)
+        exp_nonpositive_finish::<Self, F>(exp_nonpositive_reduce::<Self, F>(x))
     }
 
     /// `e^x - 1`, accurate for small `|x|` where `exp(x) - 1` would cancel.
     #[inline(always)]
     fn expm1<F: Real>(x: F) -> F {
         let limit = F::lit(EXPM1_LIMIT);
-        let bounded = expm1_bounded::<Self, F>(clamp_keep_nan(x, -limit, limit));
+        let bounded = expm1_finish::<Self, F>(reduce::<Self, F>(clamp_keep_nan(x, -limit, limit)));
         if x > limit { Self::exp(x) } else { bounded }
     }
 
     /// The logistic function `σ(x) = 1 / (1 + e^-x)`.
     #[inline(always)]
     fn sigmoid<F: Real>(x: F) -> F {
-        // σ(x) = 1/(1 + e^-x) for x ≥ 0 and e^x/(1 + e^x) for x < 0. Both need only
-        // e = e^-|x| ≤ 1, which never overflows and, as σ(x) → 0 for x → -∞, is
-        // itself the leading term, so the result keeps full relative precision.
-        //
-        // With E = e·2^64 (normal even where e is subnormal) and B = 2^64, the
-        // quotients are B/(B + E) and E/(B + E): the same values, since scaling by
-        // a power of two is exact, with one rounding fewer for subnormal results
-        // and one multiplication fewer on the critical path.
-        let scaled_e = scaled_exp::<Self, F>(raise_to_underflow(-x.abs()), F::lit(SCALE_SHIFT));
-        let big = F::lit(TWO_POW_SHIFT);
-        let numerator = if x < F::zero() { scaled_e } else { big };
-        numerator / (big + scaled_e)
+        sigmoid_finish::<Self, F>(x, sigmoid_reduce::<Self, F>(x))
     }
 
     /// The hyperbolic tangent.
     #[inline(always)]
     fn tanh<F: Real>(x: F) -> F {
-        // With t = e^(-2|x|) - 1 ∈ (-1, 0]:  tanh|x| = (1 - e^(-2|x|)) / (1 + e^(-2|x|)) = -t / (2 + t).
-        // For small |x|, t ≈ -2|x| to full relative precision (expm1, not exp - 1),
-        // so tanh(1e-10) = 1e-10 exactly; for large |x|, t → -1 and the quotient → 1
-        // without overflow. Below -EXPM1_LIMIT, t = -1 exactly. The sign goes on
-        // the numerator (2 + t ≥ 1 > 0), off the dependency chain through the division.
-        let limit = F::lit(-EXPM1_LIMIT);
-        // Exact: a scaling by a power of two.
-        let minus_two_a = x.abs() * -F::TWO;
-        let t = expm1_bounded::<Self, F>(if minus_two_a < limit {
-            limit
-        } else {
-            minus_two_a
-        });
-        (-t).copysign(x) / (F::TWO + t)
+        tanh_finish::<Self, F>(x, tanh_reduce::<Self, F>(x))
     }
+}
+
+// Each function below the public ones is cut in two at its argument reduction
+// `x = k·ln2 + r`: `f(x) = finish(x, reduce(x))`. The public methods compose
+// the halves; the kernels run them as two loops over a block of elements
+// (`kernels::staged`), which is faster and gives the same bits.
+
+/// The argument reduction that the two halves of a function pass between
+/// them: `[k + ROUND_SHIFTER, r]` (see [`reduce`]).
+pub(crate) type Reduced<F> = [F; 2];
+
+/// First half of [`MulAdd::exp_nonpositive`].
+#[inline(always)]
+pub(crate) fn exp_nonpositive_reduce<M: MulAdd, F: Real>(x: F) -> Reduced<F> {
+    reduce::<M, F>(raise_to_underflow(x))
+}
+
+/// Second half of [`MulAdd::exp_nonpositive`].
+#[inline(always)]
+pub(crate) fn exp_nonpositive_finish<M: MulAdd, F: Real>(reduced: Reduced<F>) -> F {
+    scaled_exp::<M, F>(reduced, F::lit(SCALE_SHIFT)) * F::lit(1.0 / TWO_POW_SHIFT)
+}
+
+/// First half of [`MulAdd::sigmoid`]: the reduction of `-|x|`.
+#[inline(always)]
+pub(crate) fn sigmoid_reduce<M: MulAdd, F: Real>(x: F) -> Reduced<F> {
+    // σ(x) = 1/(1 + e^-x) for x ≥ 0 and e^x/(1 + e^x) for x < 0. Both need only
+    // e = e^-|x| ≤ 1, which never overflows and, as σ(x) → 0 for x → -∞, is
+    // itself the leading term, so the result keeps full relative precision.
+    reduce::<M, F>(raise_to_underflow(-x.abs()))
+}
+
+/// Second half of [`MulAdd::sigmoid`].
+#[inline(always)]
+pub(crate) fn sigmoid_finish<M: MulAdd, F: Real>(x: F, reduced: Reduced<F>) -> F {
+    // With E = e·2^64 (normal even where e is subnormal) and B = 2^64, the
+    // quotients are B/(B + E) and E/(B + E): the same values, since scaling by
+    // a power of two is exact, with one rounding fewer for subnormal results
+    // and one multiplication fewer on the critical path.
+    let scaled_e = scaled_exp::<M, F>(reduced, F::lit(SCALE_SHIFT));
+    let big = F::lit(TWO_POW_SHIFT);
+    let numerator = if x < F::zero() { scaled_e } else { big };
+    numerator / (big + scaled_e)
+}
+
+/// First half of [`MulAdd::tanh`]: the reduction of `-2|x|`.
+#[inline(always)]
+pub(crate) fn tanh_reduce<M: MulAdd, F: Real>(x: F) -> Reduced<F> {
+    // With t = e^(-2|x|) - 1 ∈ (-1, 0]:  tanh|x| = (1 - e^(-2|x|)) / (1 + e^(-2|x|)) = -t / (2 + t).
+    // For small |x|, t ≈ -2|x| to full relative precision (expm1, not exp - 1),
+    // so tanh(1e-10) = 1e-10 exactly; for large |x|, t → -1 and the quotient → 1
+    // without overflow. Below -EXPM1_LIMIT, t = -1 exactly.
+    let limit = F::lit(-EXPM1_LIMIT);
+    // Exact: a scaling by a power of two.
+    let minus_two_a = x.abs() * -F::TWO;
+    reduce::<M, F>(if minus_two_a < limit {
+        limit
+    } else {
+        minus_two_a
+    })
+}
+
+/// Second half of [`MulAdd::tanh`].
+#[inline(always)]
+pub(crate) fn tanh_finish<M: MulAdd, F: Real>(x: F, reduced: Reduced<F>) -> F {
+    let t = expm1_finish::<M, F>(reduced);
+    // The sign goes on the numerator (2 + t ≥ 1 > 0), off the dependency chain
+    // through the division.
+    (-t).copysign(x) / (F::TWO + t)
 }
 
 impl MulAdd for Fused {
@@ -167,11 +211,11 @@ fn clamp_keep_nan<F: Real>(x: F, lo: F, hi: F) -> F {
 /// [`Real::LN2_HI`]) and the fused subtraction rounds once, so `r` carries
 /// only the rounding of `k·LN2_LO`, far below an ulp of the result.
 #[inline(always)]
-fn reduce<M: MulAdd, F: Real>(x: F) -> (F, F) {
+fn reduce<M: MulAdd, F: Real>(x: F) -> Reduced<F> {
     let shifted = M::mul_add(x, F::LOG2_E, F::ROUND_SHIFTER);
     let k = shifted - F::ROUND_SHIFTER;
     let r = M::mul_add(-k, F::LN2_LO, M::mul_add(-k, F::LN2_HI, x));
-    (shifted, r)
+    [shifted, r]
 }
 
 /// `Σ c_i r^i` by Estrin's scheme: pair up terms as `c_2i + c_2i+1 · r`, then
@@ -218,11 +262,11 @@ fn expm1_reduced<M: MulAdd, F: Real>(r: F) -> F {
     M::mul_add(r2 * r2, polynomial::<M, F>(r, &c[3..]), low)
 }
 
-/// `e^x · 2^shift`, for `x` already clamped to `[EXP_UNDERFLOW, EXP_OVERFLOW]`
-/// and `shift = ±SCALE_SHIFT` moving `k` into the normal range (see [`SCALE_SHIFT`]).
+/// `e^x · 2^shift` from the reduction of `x` (already clamped to
+/// `[EXP_UNDERFLOW, EXP_OVERFLOW]`), with `shift = ±SCALE_SHIFT` moving `k`
+/// into the normal range (see [`SCALE_SHIFT`]).
 #[inline(always)]
-fn scaled_exp<M: MulAdd, F: Real>(x: F, shift: F) -> F {
-    let (shifted, r) = reduce::<M, F>(x);
+fn scaled_exp<M: MulAdd, F: Real>([shifted, r]: Reduced<F>, shift: F) -> F {
     let s = F::exp2_shifted(shifted + shift);
     // 2^k·e^r = s + s·(e^r - 1), rounded once.
     M::mul_add(s, expm1_reduced::<M, F>(r), s)
@@ -241,15 +285,14 @@ fn raise_to_underflow<F: Real>(x: F) -> F {
     }
 }
 
-/// `e^x - 1` for `x` in `[-EXPM1_LIMIT, EXPM1_LIMIT]`.
+/// `e^x - 1` for `x` in `[-EXPM1_LIMIT, EXPM1_LIMIT]`, from the reduction of `x`.
 ///
 /// With `s = 2^k`, `e^x - 1 = s·(e^r - 1) + (s - 1)`. For `k = 0` this is the
 /// polynomial itself, exact in relative terms however small `x` is; for
 /// `k ≠ 0`, `|x| > ln2/2`, the result is at least 0.29 in magnitude and the
 /// final addition loses nothing to cancellation.
 #[inline(always)]
-fn expm1_bounded<M: MulAdd, F: Real>(x: F) -> F {
-    let (shifted, r) = reduce::<M, F>(x);
+fn expm1_finish<M: MulAdd, F: Real>([shifted, r]: Reduced<F>) -> F {
     let s = F::exp2_shifted(shifted);
     M::mul_add(s, expm1_reduced::<M, F>(r), s - F::ONE)
 }

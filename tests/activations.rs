@@ -427,13 +427,20 @@ fn cpu_has_fma() -> bool {
 
 #[test]
 fn kernels_compute_the_flavour_of_math_this_cpu_has() {
+    kernels_compute_the_flavour_of::<f32>();
+    kernels_compute_the_flavour_of::<f64>();
+}
+
+fn kernels_compute_the_flavour_of<F: Real>() {
     use ndlayers::math::{Fused, MulAdd, Unfused};
     // 4001 points over [-800, 800], dense near 0, through the contiguous and
-    // the transposed (gathered) paths; the exhaustive f32 test checks the
-    // accuracy of both flavours.
-    let x = Array2::from_shape_fn((1, 4001), |(_, j)| (j as f64 - 2000.0).powi(3) * 1e-7);
-    type Scalar = fn(f64) -> f64;
-    let (sigmoid, tanh): (Scalar, Scalar) = if cpu_has_fma() {
+    // the transposed (gathered) paths; 4001 is not a multiple of any block
+    // the kernels work in. The exhaustive f32 test checks the accuracy of both flavours.
+    let x = Array2::from_shape_fn((1, 4001), |(_, j)| {
+        F::from_f64((j as f64 - 2000.0).powi(3) * 1e-7).unwrap()
+    });
+    type Scalar<F> = fn(F) -> F;
+    let (sigmoid, tanh): (Scalar<F>, Scalar<F>) = if cpu_has_fma() {
         (Fused::sigmoid, Fused::tanh)
     } else {
         (Unfused::sigmoid, Unfused::tanh)

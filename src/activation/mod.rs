@@ -40,7 +40,7 @@ use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, ShapeBuilder};
 use crate::buffer::{is_fortran, reuse_like};
 use crate::kernels;
 use crate::layer::{Layer, LayerError};
-use crate::math::MulAdd;
+use crate::math::{MulAdd, Reduced};
 use crate::real::Real;
 
 /// Which value an activation's derivative is written in terms of.
@@ -86,6 +86,50 @@ pub trait ElementwiseFn<F: Real>: Clone + Debug + Send + Sync {
     fn derivative_with<M: MulAdd>(&self, cached: F) -> F {
         self.derivative(cached)
     }
+
+    /// Whether the forward kernels compute [`Self::value_with`] in two
+    /// stages, as `finish_with(x, reduce_with(x))` (see the private
+    /// `kernels::staged`). Set by the activations built on `exp`; the
+    /// default runs `value_with` in one loop.
+    #[doc(hidden)]
+    const STAGED: bool = false;
+
+    /// First stage of a [`Self::STAGED`] value: the argument reduction.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn reduce_with<M: MulAdd>(&self, x: F) -> Reduced<F> {
+        [x, F::zero()]
+    }
+
+    /// Second stage of a [`Self::STAGED`] value, from `x` and [`Self::reduce_with`]`(x)`.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn finish_with<M: MulAdd>(&self, x: F, _reduced: Reduced<F>) -> F {
+        self.value_with::<M>(x)
+    }
+}
+
+/// Inside an [`ElementwiseFn`] impl: the value is `math::$finish(x, math::$reduce(x))`,
+/// computed in two stages by the forward kernels.
+macro_rules! staged_value {
+    ($reduce:ident, $finish:ident) => {
+        const STAGED: bool = true;
+
+        #[inline(always)]
+        fn value_with<M: MulAdd>(&self, x: F) -> F {
+            self.finish_with::<M>(x, self.reduce_with::<M>(x))
+        }
+
+        #[inline(always)]
+        fn reduce_with<M: MulAdd>(&self, x: F) -> crate::math::Reduced<F> {
+            crate::math::$reduce::<M, F>(x)
+        }
+
+        #[inline(always)]
+        fn finish_with<M: MulAdd>(&self, x: F, reduced: crate::math::Reduced<F>) -> F {
+            crate::math::$finish::<M, F>(x, reduced)
+        }
+    };
 }
 
 /// The logistic sigmoid kernel, for [`Sigmoid`].
@@ -97,11 +141,7 @@ impl<F: Real> ElementwiseFn<F> for SigmoidFn {
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Output;
 
     fused_by_default!();
-
-    #[inline(always)]
-    fn value_with<M: MulAdd>(&self, x: F) -> F {
-        M::sigmoid(x)
-    }
+    staged_value!(sigmoid_reduce, sigmoid_finish);
 
     #[inline(always)]
     fn derivative_with<M: MulAdd>(&self, y: F) -> F {
@@ -118,11 +158,7 @@ impl<F: Real> ElementwiseFn<F> for TanhFn {
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Output;
 
     fused_by_default!();
-
-    #[inline(always)]
-    fn value_with<M: MulAdd>(&self, x: F) -> F {
-        M::tanh(x)
-    }
+    staged_value!(tanh_reduce, tanh_finish);
 
     #[inline(always)]
     fn derivative_with<M: MulAdd>(&self, y: F) -> F {

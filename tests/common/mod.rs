@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use ndlayers::Real;
 use ndlayers::ndarray::{Array, Dimension, IntoDimension};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -43,11 +44,13 @@ pub fn ulps_f32(got: f32, want: f64) -> f64 {
 
 /// Asserts two arrays are elementwise equal (bitwise, NaN equal to NaN),
 /// reporting the first index that differs.
-pub fn assert_same<D: Dimension>(got: &Array<f64, D>, want: &Array<f64, D>, what: &str) {
+pub fn assert_same<F: Real, D: Dimension>(got: &Array<F, D>, want: &Array<F, D>, what: &str) {
     assert_eq!(got.shape(), want.shape(), "{what}: shapes differ");
-    for ((i, g), w) in got.indexed_iter().zip(want.iter()) {
+    // Widening to f64 is exact and one-to-one, so f64 bits tell f32 values apart too.
+    let bits = |v: F| v.to_f64().unwrap().to_bits();
+    for ((i, &g), &w) in got.indexed_iter().zip(want.iter()) {
         assert!(
-            g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+            bits(g) == bits(w) || (g.is_nan() && w.is_nan()),
             "{what}: element {i:?} is {g:e}, expected {w:e}"
         );
     }
