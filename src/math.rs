@@ -151,6 +151,14 @@ pub(crate) fn sigmoid_finish<M: MulAdd, F: Real>(x: F, reduced: Reduced<F>) -> F
     numerator / (big + scaled_e)
 }
 
+/// First half of [`MulAdd::expm1`] where only `x ≤ 0` matters (the
+/// exponential linear units): positive `x` are reduced as 0. Second half:
+/// [`expm1_finish`].
+#[inline(always)]
+pub(crate) fn expm1_nonpositive_reduce<M: MulAdd, F: Real>(x: F) -> Reduced<F> {
+    reduce::<M, F>(clamp_keep_nan(x, F::lit(-EXPM1_LIMIT), F::zero()))
+}
+
 /// First half of [`MulAdd::tanh`]: the reduction of `-2|x|`.
 #[inline(always)]
 pub(crate) fn tanh_reduce<M: MulAdd, F: Real>(x: F) -> Reduced<F> {
@@ -292,7 +300,7 @@ fn raise_to_underflow<F: Real>(x: F) -> F {
 /// `k ≠ 0`, `|x| > ln2/2`, the result is at least 0.29 in magnitude and the
 /// final addition loses nothing to cancellation.
 #[inline(always)]
-fn expm1_finish<M: MulAdd, F: Real>([shifted, r]: Reduced<F>) -> F {
+pub(crate) fn expm1_finish<M: MulAdd, F: Real>([shifted, r]: Reduced<F>) -> F {
     let s = F::exp2_shifted(shifted);
     M::mul_add(s, expm1_reduced::<M, F>(r), s - F::ONE)
 }

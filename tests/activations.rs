@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_same, away_from_zero, ulps_f32, ulps_f64, uniform};
+use common::{assert_same, away_from_zero, cpu_has_fma, ulps_f32, ulps_f64, uniform};
 use ndlayers::gradcheck::GradCheck;
 use ndlayers::ndarray::{
     Array, Array2, ArrayView, Dimension, Ix1, Ix2, IxDyn, ShapeBuilder, array, s,
@@ -415,14 +415,6 @@ fn large_contiguous_arrays_match_the_gathered_path() {
     check_layout(&Relu::new(), strided, g.view());
     let y = Sigmoid::new().forward(contiguous.view()).unwrap();
     assert_eq!(y.dim(), (300, 257));
-}
-
-/// Whether this CPU runs the kernels' fused multiply-add flavour.
-fn cpu_has_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("fma");
-    #[cfg(not(target_arch = "x86_64"))]
-    return cfg!(target_arch = "aarch64");
 }
 
 #[test]

@@ -5,14 +5,15 @@ mod common;
 #[path = "reference/family.rs"]
 mod reference;
 
-use common::uniform;
+use common::{assert_same, cpu_has_fma, uniform};
 use ndlayers::activation::{
     Celu, Elu, Gelu, HardSigmoid, HardSwish, HardTanh, LeakyRelu, LogSigmoid, Mish, Relu6, Selu,
     Silu, Softplus, Softsign,
 };
 use ndlayers::gradcheck::GradCheck;
-use ndlayers::ndarray::{Array1, Ix1, Ix2, array};
+use ndlayers::ndarray::{Array1, Array2, Ix1, Ix2, array};
 use ndlayers::prelude::*;
+use ndlayers::{Elementwise, ElementwiseFn};
 
 type BoxedLayer = Box<dyn Layer<f64, Ix1>>;
 
@@ -379,4 +380,57 @@ mod prelu {
             .unwrap();
         assert!(y[[0, 0]].is_nan() && y[[0, 1]] == f64::NEG_INFINITY);
     }
+}
+
+/// The layer's output for 4001 points over `[-100, 100]` plus special values,
+/// through the contiguous and the gathered path, bit for bit equal to the
+/// kernel's scalar `value` in the flavour this CPU runs. The exponential
+/// units, SiLU and GELU run in two staged loops over blocks; this pins them
+/// to the one-call-per-element definition (4001 is no multiple of a block).
+fn layer_matches_scalar_value<F: Real, A: ElementwiseFn<F>>(
+    mut layer: Elementwise<A, F, Ix2>,
+    name: &str,
+) {
+    use ndlayers::math::{Fused, Unfused};
+    let specials = [
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -0.0,
+        0.0,
+        1e-30,
+        -1e-30,
+    ];
+    let x = Array2::from_shape_fn((1, 4001 + specials.len()), |(_, j)| {
+        let v = specials
+            .get(j)
+            .copied()
+            .unwrap_or((j as f64 - 2000.0).powi(3) * 1.25e-8);
+        F::from_f64(v).unwrap()
+    });
+    let kernel = layer.function().clone();
+    let want = x.mapv(|v| {
+        if cpu_has_fma() {
+            kernel.value_with::<Fused>(v)
+        } else {
+            kernel.value_with::<Unfused>(v)
+        }
+    });
+    for view in [x.view(), x.t().reversed_axes()] {
+        assert_same(&layer.forward(view).unwrap(), &want, name);
+    }
+}
+
+#[test]
+fn staged_kernels_match_their_scalar_value_bit_for_bit() {
+    fn each<F: Real>() {
+        layer_matches_scalar_value::<F, _>(Elu::new(), "elu");
+        layer_matches_scalar_value::<F, _>(Selu::selu(), "selu");
+        layer_matches_scalar_value::<F, _>(Celu::with_alpha(F::HALF).unwrap(), "celu");
+        layer_matches_scalar_value::<F, _>(Silu::new(), "silu");
+        layer_matches_scalar_value::<F, _>(Gelu::tanh_approximation(), "gelu tanh");
+        layer_matches_scalar_value::<F, _>(Gelu::new(), "gelu");
+    }
+    each::<f32>();
+    each::<f64>();
 }

@@ -30,7 +30,7 @@ use ndarray::Dimension;
 
 use super::{DerivativeFrom, Elementwise, ElementwiseFn};
 use crate::layer::LayerError;
-use crate::math::MulAdd;
+use crate::math::{self, MulAdd, Reduced};
 use crate::real::Real;
 
 /// Checks a hyperparameter, naming it and the rule it broke.
@@ -186,14 +186,20 @@ impl<F: Real> ElementwiseFn<F> for EluFn<F> {
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
     fused_by_default!();
+    staged_value!();
 
     #[inline(always)]
-    fn value_with<M: MulAdd>(&self, x: F) -> F {
+    fn reduce_with<M: MulAdd>(&self, x: F) -> Reduced<F> {
+        math::expm1_nonpositive_reduce::<M, F>(x)
+    }
+
+    #[inline(always)]
+    fn finish_with<M: MulAdd>(&self, x: F, reduced: Reduced<F>) -> F {
         self.scale
             * if x > F::zero() {
                 x
             } else {
-                self.alpha * M::expm1(x)
+                self.alpha * math::expm1_finish::<M, F>(reduced)
             }
     }
 
@@ -289,13 +295,19 @@ impl<F: Real> ElementwiseFn<F> for CeluFn<F> {
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
     fused_by_default!();
+    staged_value!();
 
     #[inline(always)]
-    fn value_with<M: MulAdd>(&self, x: F) -> F {
+    fn reduce_with<M: MulAdd>(&self, x: F) -> Reduced<F> {
+        math::expm1_nonpositive_reduce::<M, F>(x / self.alpha)
+    }
+
+    #[inline(always)]
+    fn finish_with<M: MulAdd>(&self, x: F, reduced: Reduced<F>) -> F {
         if x > F::zero() {
             x
         } else {
-            self.alpha * M::expm1(x / self.alpha)
+            self.alpha * math::expm1_finish::<M, F>(reduced)
         }
     }
 
@@ -366,15 +378,27 @@ const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
 const GELU_CUBIC: f64 = 0.044_715;
 
 impl GeluFn {
-    /// `(σ(2u), 2u')` of the tanh form, using `½(1 + tanh u) = σ(2u)`, which
-    /// avoids the cancellation of `1 + tanh u` for negative `x`.
+    /// `2u = 2√(2/π) (x + 0.044715 x³)`, the argument of the tanh form's
+    /// `½(1 + tanh u) = σ(2u)`, which avoids the cancellation of `1 + tanh u`
+    /// for negative `x`.
+    #[inline(always)]
+    fn two_u<F: Real>(x: F) -> F {
+        let c = F::lit(GELU_CUBIC);
+        F::TWO * F::lit(SQRT_2_OVER_PI) * (x + c * x * x * x)
+    }
+
+    /// `(σ(2u), 2u')` of the tanh form.
     #[inline(always)]
     fn tanh_form<M: MulAdd, F: Real>(x: F) -> (F, F) {
-        let k = F::lit(SQRT_2_OVER_PI);
         let c = F::lit(GELU_CUBIC);
-        let two_u = F::TWO * k * (x + c * x * x * x);
-        let two_du = F::TWO * k * (F::ONE + F::THREE * c * x * x);
-        (M::sigmoid(two_u), two_du)
+        let two_du = F::TWO * F::lit(SQRT_2_OVER_PI) * (F::ONE + F::THREE * c * x * x);
+        (M::sigmoid(Self::two_u(x)), two_du)
+    }
+
+    /// `Φ(x) = ½ erfc(-x/√2)`: accurate in the left tail, where `1 + erf` cancels.
+    #[inline(always)]
+    fn normal_cdf<F: Real>(x: F) -> F {
+        F::HALF * (-x * F::lit(FRAC_1_SQRT_2)).erfc()
     }
 }
 
@@ -383,13 +407,22 @@ impl<F: Real> ElementwiseFn<F> for GeluFn {
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
     fused_by_default!();
+    staged_value!();
 
     #[inline(always)]
-    fn value_with<M: MulAdd>(&self, x: F) -> F {
+    fn reduce_with<M: MulAdd>(&self, x: F) -> Reduced<F> {
+        match self.approximation {
+            // erfc is a scalar libm call; nothing to stage.
+            GeluApproximation::None => [x, F::zero()],
+            GeluApproximation::Tanh => math::sigmoid_reduce::<M, F>(Self::two_u(x)),
+        }
+    }
+
+    #[inline(always)]
+    fn finish_with<M: MulAdd>(&self, x: F, reduced: Reduced<F>) -> F {
         let gate = match self.approximation {
-            // Φ(x) = ½ erfc(-x/√2): accurate in the left tail, where 1 + erf cancels.
-            GeluApproximation::None => F::HALF * (-x * F::lit(FRAC_1_SQRT_2)).erfc(),
-            GeluApproximation::Tanh => Self::tanh_form::<M, F>(x).0,
+            GeluApproximation::None => Self::normal_cdf(x),
+            GeluApproximation::Tanh => math::sigmoid_finish::<M, F>(Self::two_u(x), reduced),
         };
         times_unless_zero(x, gate)
     }
@@ -398,7 +431,7 @@ impl<F: Real> ElementwiseFn<F> for GeluFn {
     fn derivative_with<M: MulAdd>(&self, x: F) -> F {
         match self.approximation {
             GeluApproximation::None => {
-                let cdf = F::HALF * (-x * F::lit(FRAC_1_SQRT_2)).erfc();
+                let cdf = Self::normal_cdf(x);
                 let density = F::lit(FRAC_1_SQRT_2PI) * M::exp_nonpositive(-F::HALF * x * x);
                 cdf + times_unless_zero(x, density)
             }
@@ -444,26 +477,47 @@ impl<F: Real, D: Dimension> Elementwise<GeluFn, F, D> {
 
 // ---------------------------------------------------------------- SiLU, Mish
 
-plain_kernel!(
-    /// SiLU (swish): `y = x σ(x)`, `dy/dx = σ(x) (1 + x (1 - σ(x)))`.
-    ///
-    /// # Example
-    /// ```
-    /// use ndlayers::activation::Silu;
-    /// use ndlayers::prelude::*;
-    /// use ndlayers::ndarray::array;
-    ///
-    /// let y = Silu::new().forward(array![0.0_f32, f32::NEG_INFINITY, f32::INFINITY].view())?;
-    /// assert_eq!(y, array![0.0, 0.0, f32::INFINITY]);
-    /// # Ok::<(), LayerError>(())
-    /// ```
-    Silu, SiluFn, "Silu",
-    |x| times_unless_zero(x, M::sigmoid(x)),
-    |x| {
+/// The kernel of [`Silu`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SiluFn;
+
+impl<F: Real> ElementwiseFn<F> for SiluFn {
+    const NAME: &'static str = "Silu";
+    const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
+
+    fused_by_default!();
+    staged_value!();
+
+    #[inline(always)]
+    fn reduce_with<M: MulAdd>(&self, x: F) -> Reduced<F> {
+        math::sigmoid_reduce::<M, F>(x)
+    }
+
+    #[inline(always)]
+    fn finish_with<M: MulAdd>(&self, x: F, reduced: Reduced<F>) -> F {
+        times_unless_zero(x, math::sigmoid_finish::<M, F>(x, reduced))
+    }
+
+    #[inline(always)]
+    fn derivative_with<M: MulAdd>(&self, x: F) -> F {
         let s = M::sigmoid(x);
         s + times_unless_zero(x, s * (F::ONE - s))
     }
-);
+}
+
+/// SiLU (swish): `y = x σ(x)`, `dy/dx = σ(x) (1 + x (1 - σ(x)))`.
+///
+/// # Example
+/// ```
+/// use ndlayers::activation::Silu;
+/// use ndlayers::prelude::*;
+/// use ndlayers::ndarray::array;
+///
+/// let y = Silu::new().forward(array![0.0_f32, f32::NEG_INFINITY, f32::INFINITY].view())?;
+/// assert_eq!(y, array![0.0, 0.0, f32::INFINITY]);
+/// # Ok::<(), LayerError>(())
+/// ```
+pub type Silu<F, D> = Elementwise<SiluFn, F, D>;
 
 /// `softplus::<M, F>(x) = ln(1 + eˣ) = max(x, 0) + ln(1 + e^-|x|)`, stable everywhere.
 #[inline(always)]

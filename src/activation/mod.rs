@@ -32,6 +32,21 @@ macro_rules! fused_by_default {
     };
 }
 
+/// Inside an [`ElementwiseFn`] impl that writes `reduce_with` and
+/// `finish_with`: marks the kernel [`STAGED`](ElementwiseFn::STAGED) and
+/// defines `value_with` as their composition, so every path computes the
+/// same bits.
+macro_rules! staged_value {
+    () => {
+        const STAGED: bool = true;
+
+        #[inline(always)]
+        fn value_with<M: MulAdd>(&self, x: F) -> F {
+            self.finish_with::<M>(x, self.reduce_with::<M>(x))
+        }
+    };
+}
+
 mod family;
 pub use family::*;
 
@@ -40,7 +55,7 @@ use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, ShapeBuilder};
 use crate::buffer::{is_fortran, reuse_like};
 use crate::kernels;
 use crate::layer::{Layer, LayerError};
-use crate::math::{MulAdd, Reduced};
+use crate::math::{self, MulAdd, Reduced};
 use crate::real::Real;
 
 /// Which value an activation's derivative is written in terms of.
@@ -109,29 +124,6 @@ pub trait ElementwiseFn<F: Real>: Clone + Debug + Send + Sync {
     }
 }
 
-/// Inside an [`ElementwiseFn`] impl: the value is `math::$finish(x, math::$reduce(x))`,
-/// computed in two stages by the forward kernels.
-macro_rules! staged_value {
-    ($reduce:ident, $finish:ident) => {
-        const STAGED: bool = true;
-
-        #[inline(always)]
-        fn value_with<M: MulAdd>(&self, x: F) -> F {
-            self.finish_with::<M>(x, self.reduce_with::<M>(x))
-        }
-
-        #[inline(always)]
-        fn reduce_with<M: MulAdd>(&self, x: F) -> crate::math::Reduced<F> {
-            crate::math::$reduce::<M, F>(x)
-        }
-
-        #[inline(always)]
-        fn finish_with<M: MulAdd>(&self, x: F, reduced: crate::math::Reduced<F>) -> F {
-            crate::math::$finish::<M, F>(x, reduced)
-        }
-    };
-}
-
 /// The logistic sigmoid kernel, for [`Sigmoid`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SigmoidFn;
@@ -141,7 +133,17 @@ impl<F: Real> ElementwiseFn<F> for SigmoidFn {
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Output;
 
     fused_by_default!();
-    staged_value!(sigmoid_reduce, sigmoid_finish);
+    staged_value!();
+
+    #[inline(always)]
+    fn reduce_with<M: MulAdd>(&self, x: F) -> Reduced<F> {
+        math::sigmoid_reduce::<M, F>(x)
+    }
+
+    #[inline(always)]
+    fn finish_with<M: MulAdd>(&self, x: F, reduced: Reduced<F>) -> F {
+        math::sigmoid_finish::<M, F>(x, reduced)
+    }
 
     #[inline(always)]
     fn derivative_with<M: MulAdd>(&self, y: F) -> F {
@@ -158,7 +160,17 @@ impl<F: Real> ElementwiseFn<F> for TanhFn {
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Output;
 
     fused_by_default!();
-    staged_value!(tanh_reduce, tanh_finish);
+    staged_value!();
+
+    #[inline(always)]
+    fn reduce_with<M: MulAdd>(&self, x: F) -> Reduced<F> {
+        math::tanh_reduce::<M, F>(x)
+    }
+
+    #[inline(always)]
+    fn finish_with<M: MulAdd>(&self, x: F, reduced: Reduced<F>) -> F {
+        math::tanh_finish::<M, F>(x, reduced)
+    }
 
     #[inline(always)]
     fn derivative_with<M: MulAdd>(&self, y: F) -> F {

@@ -55,3 +55,11 @@ pub fn assert_same<F: Real, D: Dimension>(got: &Array<F, D>, want: &Array<F, D>,
         );
     }
 }
+
+/// Whether this CPU runs the kernels' fused multiply-add flavour.
+pub fn cpu_has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    return cfg!(target_arch = "aarch64");
+}
