@@ -131,15 +131,29 @@ fn staged<F: Real>(
     reduce: impl Fn(F) -> Reduced<F>,
     finish: impl Fn(F, Reduced<F>) -> F,
 ) {
+    staged_pairs(x, x, y, |x, _| reduce(x), finish);
+}
+
+/// [`staged`] with a second input: `y = finish(a, reduce(a, b))`.
+#[inline(always)]
+fn staged_pairs<F: Real>(
+    a: &[F],
+    b: &[F],
+    y: &mut [F],
+    reduce: impl Fn(F, F) -> Reduced<F>,
+    finish: impl Fn(F, Reduced<F>) -> F,
+) {
     let mut shifted = CacheAligned([F::zero(); STAGE_BLOCK]);
     let mut r = CacheAligned([F::zero(); STAGE_BLOCK]);
-    for (xb, yb) in x.chunks(STAGE_BLOCK).zip(y.chunks_mut(STAGE_BLOCK)) {
-        let (shifted, r) = (&mut shifted.0[..xb.len()], &mut r.0[..xb.len()]);
-        for ((shifted, r), &x) in shifted.iter_mut().zip(r.iter_mut()).zip(xb) {
-            [*shifted, *r] = reduce(x);
+    let blocks = a.chunks(STAGE_BLOCK).zip(b.chunks(STAGE_BLOCK));
+    for ((ab, bb), yb) in blocks.zip(y.chunks_mut(STAGE_BLOCK)) {
+        let (shifted, r) = (&mut shifted.0[..ab.len()], &mut r.0[..ab.len()]);
+        let reductions = shifted.iter_mut().zip(r.iter_mut());
+        for ((shifted, r), (&a, &b)) in reductions.zip(ab.iter().zip(bb)) {
+            [*shifted, *r] = reduce(a, b);
         }
-        for (((y, &x), &shifted), &r) in yb.iter_mut().zip(xb).zip(&*shifted).zip(&*r) {
-            *y = finish(x, [shifted, r]);
+        for (((y, &a), &shifted), &r) in yb.iter_mut().zip(ab).zip(&*shifted).zip(&*r) {
+            *y = finish(a, [shifted, r]);
         }
     }
 }
@@ -440,6 +454,14 @@ impl<F: Real, const W: usize> Ends<F, W> {
     }
 
     #[inline(always)]
+    fn splat(value: F) -> Self {
+        Self {
+            first: [value; W],
+            last: [value; W],
+        }
+    }
+
+    #[inline(always)]
     fn store(self, row: &mut [F]) {
         let split = row.len() - W;
         row[split..].copy_from_slice(&self.last);
@@ -558,7 +580,12 @@ simd! {
             for i in 0..rows {
                 let row = i * cols..(i + 1) * cols;
                 let (xr, yr) = (&x[row.clone()], &mut y[row.clone()]);
-                staged_exp::<M, F>(xr, yr, |x| sign * x - max);
+                staged(
+                    xr,
+                    yr,
+                    |x| math::exp_difference_reduce::<M, F>(sign * x, max),
+                    |_, reduced| math::exp_nonpositive_finish::<M, F>(reduced),
+                );
                 let total = sum(yr);
                 let next = if i + 1 < rows { row.end..row.end + cols } else { row };
                 max = divide_then_max(yr, total, &x[next], sign);
@@ -571,8 +598,9 @@ simd! {
 
 /// The short-row softmax: blocks of rows of `W..2W` elements (see [`Ends`]).
 ///
-/// Per block: each row's `sign · x - max` into a scratch block, `exp` of the
-/// whole block as one vectorised loop, then each row divided by its sum.
+/// Per block: each row's maximum of `sign · x`, spread over the row's
+/// places in a scratch block; `e^(sign · x - max)` of the whole block as one
+/// vectorised loop; then each row divided by its sum.
 #[inline(always)]
 fn short_softmax_rows<M: MulAdd, F: Real, const W: usize>(
     x: &[F],
@@ -582,15 +610,20 @@ fn short_softmax_rows<M: MulAdd, F: Real, const W: usize>(
 ) {
     let block = SOFTMAX_BLOCK / cols * cols;
     let fresh = Ends::<F, W>::fresh_lanes(cols);
-    let mut shifted = CacheAligned([F::zero(); SOFTMAX_BLOCK]);
+    let mut maxima = CacheAligned([F::zero(); SOFTMAX_BLOCK]);
     for (xb, yb) in x.chunks(block).zip(y.chunks_mut(block)) {
-        let shifted = &mut shifted.0[..xb.len()];
-        for (xr, sr) in xb.chunks_exact(cols).zip(shifted.chunks_exact_mut(cols)) {
-            let x = Ends::<F, W>::load(xr).map(|v| sign * v);
-            let max = x.max();
-            x.map(|v| v - max).store(sr);
+        let maxima = &mut maxima.0[..xb.len()];
+        for (xr, mr) in xb.chunks_exact(cols).zip(maxima.chunks_exact_mut(cols)) {
+            let max = Ends::<F, W>::load(xr).map(|v| sign * v).max();
+            Ends::<F, W>::splat(max).store(mr);
         }
-        staged_exp::<M, F>(shifted, yb, |v| v);
+        staged_pairs(
+            xb,
+            maxima,
+            yb,
+            |x, max| math::exp_difference_reduce::<M, F>(sign * x, max),
+            |_, reduced| math::exp_nonpositive_finish::<M, F>(reduced),
+        );
         for yr in yb.chunks_exact_mut(cols) {
             let e = Ends::<F, W>::load(yr);
             let total = e.sum(&fresh);
@@ -601,7 +634,7 @@ fn short_softmax_rows<M: MulAdd, F: Real, const W: usize>(
 
 /// Row-wise softmax vector–Jacobian product: `out = sign · y ⊙ (g - (g·y))`
 /// per row (`sign = -1` for softmin), with the same long-row / short-row
-/// short-row split as [`softmax_rows`].
+/// split as [`softmax_rows`].
 pub(crate) fn softmax_backward_rows<F: Real>(
     y: &[F],
     g: &[F],

@@ -129,6 +129,29 @@ pub(crate) fn exp_nonpositive_finish<M: MulAdd, F: Real>(reduced: Reduced<F>) ->
     scaled_exp::<M, F>(reduced, F::lit(SCALE_SHIFT)) * F::lit(1.0 / TWO_POW_SHIFT)
 }
 
+/// First half of `e^(x - max)` for `x ≤ max`, a softmax term, that also
+/// counts the rounding of the subtraction; second half: [`exp_nonpositive_finish`].
+///
+/// `x - max` rounds to `d` with an error of up to half an ulp of `d`, which
+/// `e^d` turns into a relative error of up to `|d|·2^-24` in `f32`: 10 ulp of
+/// the result at `d = -20`, 44 at `d = -88`. Knuth's two-sum recovers the
+/// rounding error `lo` exactly (`d + lo = x - max`), and since `|lo|` is at
+/// most half an ulp of `d`, it joins the reduced argument as `r + lo` with one
+/// more rounding of at most half an ulp of `|r| ≤ ln2/2`: the term stays within
+/// the error of `exp` itself. When `x - max` is exact (always when
+/// `max/2 ≤ x ≤ 2·max`, by Sterbenz's lemma), `lo = 0` and so are the bits.
+#[inline(always)]
+pub(crate) fn exp_difference_reduce<M: MulAdd, F: Real>(x: F, max: F) -> Reduced<F> {
+    let d = x - max;
+    let x_part = d + max;
+    let max_part = x_part - d;
+    let lo = (x - x_part) + (max_part - max);
+    let [shifted, r] = reduce::<M, F>(raise_to_underflow(d));
+    // `lo` is NaN for `d = -∞` (`x = -∞`, whose term is 0) and meaningless below
+    // the underflow cutoff; the comparison is false there and for NaN.
+    [shifted, if d >= F::EXP_UNDERFLOW { r + lo } else { r }]
+}
+
 /// First half of [`MulAdd::sigmoid`]: the reduction of `-|x|`.
 #[inline(always)]
 pub(crate) fn sigmoid_reduce<M: MulAdd, F: Real>(x: F) -> Reduced<F> {
