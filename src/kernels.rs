@@ -131,17 +131,23 @@ fn staged<F: Real>(
     reduce: impl Fn(F) -> Reduced<F>,
     finish: impl Fn(F, Reduced<F>) -> F,
 ) {
-    staged_pairs(x, x, y, |x, _| reduce(x), finish);
+    staged_pairs(
+        x,
+        x,
+        y,
+        |x, _| reduce(x),
+        |x, _, reduced| finish(x, reduced),
+    );
 }
 
-/// [`staged`] with a second input: `y = finish(a, reduce(a, b))`.
+/// [`staged`] with a second input: `y = finish(a, b, reduce(a, b))`.
 #[inline(always)]
 fn staged_pairs<F: Real>(
     a: &[F],
     b: &[F],
     y: &mut [F],
     reduce: impl Fn(F, F) -> Reduced<F>,
-    finish: impl Fn(F, Reduced<F>) -> F,
+    finish: impl Fn(F, F, Reduced<F>) -> F,
 ) {
     let mut shifted = CacheAligned([F::zero(); STAGE_BLOCK]);
     let mut r = CacheAligned([F::zero(); STAGE_BLOCK]);
@@ -152,8 +158,10 @@ fn staged_pairs<F: Real>(
         for ((shifted, r), (&a, &b)) in reductions.zip(ab.iter().zip(bb)) {
             [*shifted, *r] = reduce(a, b);
         }
-        for (((y, &a), &shifted), &r) in yb.iter_mut().zip(ab).zip(&*shifted).zip(&*r) {
-            *y = finish(a, [shifted, r]);
+        let reductions = shifted.iter().zip(&*r);
+        for ((y, (&a, &b)), (&shifted, &r)) in yb.iter_mut().zip(ab.iter().zip(bb)).zip(reductions)
+        {
+            *y = finish(a, b, [shifted, r]);
         }
     }
 }
@@ -622,7 +630,7 @@ fn short_softmax_rows<M: MulAdd, F: Real, const W: usize>(
             maxima,
             yb,
             |x, max| math::exp_difference_reduce::<M, F>(sign * x, max),
-            |_, reduced| math::exp_nonpositive_finish::<M, F>(reduced),
+            |_, _, reduced| math::exp_nonpositive_finish::<M, F>(reduced),
         );
         for yr in yb.chunks_exact_mut(cols) {
             let e = Ends::<F, W>::load(yr);
@@ -683,9 +691,34 @@ simd! {
     }
 }
 
-/// Row-wise log-softmax: `y = x - max - ln Σ e^(x - max)` per row, never `ln(softmax)`.
+/// Row-wise log-softmax: `y = (x - max) - ln Σ e^(x - max)` per row, never `ln(softmax)`.
+///
+/// The sum is `t + s` with `t ≥ 1` terms exactly 1 (where `x = max`) and `s`
+/// the rest, so `ln Σ = ln_1p((t - 1) + s)`: for a dominant logit, `s` can be
+/// far below an ulp of 1, and `ln(1 + s)` rounded would lose it (`y = 0`
+/// instead of `-s`). The terms take the rounding of `x - max` into account
+/// ([`math::exp_difference_reduce`]), and `x - max` is subtracted before
+/// `ln Σ`, not `x - (max + ln Σ)`, whose rounding is an ulp of `max`, not of `y`.
 pub(crate) fn log_softmax_rows<F: Real>(x: &[F], y: &mut [F], cols: usize) {
     chunked([x], y, cols, |[x], y| log_softmax_rows_serial(x, y, cols));
+}
+
+/// `ln Σ e^(x - max)` from the sum of the terms where `x ≠ max` and the number
+/// of terms where `x = max` (each exactly 1).
+#[inline(always)]
+fn log_sum_of_terms<F: Real>(others: F, ties: F) -> F {
+    (others + (ties - F::ONE)).ln_1p()
+}
+
+/// 1 where `x - max = 0` (the term is exactly 1), else 0. `x = max = ±∞` gives
+/// NaN, not 0, so that such a row comes out NaN, as in [`softmax_rows`].
+#[inline(always)]
+fn is_tie<F: Real>(x: F, max: F) -> F {
+    if x - max == F::zero() {
+        F::ONE
+    } else {
+        F::zero()
+    }
 }
 
 simd! {
@@ -694,14 +727,63 @@ simd! {
         if cols == 0 {
             return;
         }
+        if cols < SHORT_ROW {
+            return with_ends_width!(cols, |W| short_log_softmax_rows::<M, F, W>(x, y, cols));
+        }
         for (xr, yr) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
             let max = max_ignoring_nan(xr, F::ONE);
-            // y holds e^(x - max) just long enough to be summed.
-            staged_exp::<M, F>(xr, yr, |x| x - max);
-            let shift = max + sum(yr).ln();
+            // y holds the terms e^(x - max) other than the ties just long enough to be summed.
+            staged(
+                xr,
+                yr,
+                |x| math::exp_difference_reduce::<M, F>(x, max),
+                |x, reduced| {
+                    let tie = is_tie(x, max) == F::ONE;
+                    if tie { F::zero() } else { math::exp_nonpositive_finish::<M, F>(reduced) }
+                },
+            );
+            // (Counted in integers, which LLVM may add in any order, so vectorises.)
+            let ties = xr.iter().map(|&x| u32::from(is_tie(x, max) == F::ONE)).sum::<u32>();
+            let log_sum = log_sum_of_terms(sum(yr), F::from_u32(ties).unwrap_or(F::nan()));
             for (y, &x) in yr.iter_mut().zip(xr) {
-                *y = x - shift;
+                *y = (x - max) - log_sum;
             }
+        }
+    }
+}
+
+/// The short-row log-softmax, by blocks of rows as [`short_softmax_rows`].
+#[inline(always)]
+fn short_log_softmax_rows<M: MulAdd, F: Real, const W: usize>(x: &[F], y: &mut [F], cols: usize) {
+    let block = SOFTMAX_BLOCK / cols * cols;
+    let fresh = Ends::<F, W>::fresh_lanes(cols);
+    let mut maxima = CacheAligned([F::zero(); SOFTMAX_BLOCK]);
+    for (xb, yb) in x.chunks(block).zip(y.chunks_mut(block)) {
+        let maxima = &mut maxima.0[..xb.len()];
+        for (xr, mr) in xb.chunks_exact(cols).zip(maxima.chunks_exact_mut(cols)) {
+            Ends::<F, W>::splat(Ends::<F, W>::load(xr).max()).store(mr);
+        }
+        // y holds the terms other than the ties just long enough to be summed.
+        staged_pairs(
+            xb,
+            maxima,
+            yb,
+            |x, max| math::exp_difference_reduce::<M, F>(x, max),
+            |x, max, reduced| {
+                let tie = is_tie(x, max) == F::ONE;
+                if tie {
+                    F::zero()
+                } else {
+                    math::exp_nonpositive_finish::<M, F>(reduced)
+                }
+            },
+        );
+        let rows = xb.chunks_exact(cols).zip(maxima.chunks_exact(cols));
+        for ((xr, mr), yr) in rows.zip(yb.chunks_exact_mut(cols)) {
+            let (x, max) = (Ends::<F, W>::load(xr), mr[0]);
+            let ties = x.map(|x| is_tie(x, max)).sum(&fresh);
+            let log_sum = log_sum_of_terms(Ends::<F, W>::load(yr).sum(&fresh), ties);
+            x.map(|x| (x - max) - log_sum).store(yr);
         }
     }
 }
@@ -719,6 +801,21 @@ simd! {
         mul_add_flavour!(M);
         if cols == 0 {
             return;
+        }
+        if cols < SHORT_ROW {
+            // out = e^y for a block of rows as one vectorised loop, then per row.
+            let block = SOFTMAX_BLOCK / cols * cols;
+            return with_ends_width!(cols, |W| {
+                let fresh = Ends::<F, W>::fresh_lanes(cols);
+                for ((yb, gb), ob) in y.chunks(block).zip(g.chunks(block)).zip(out.chunks_mut(block)) {
+                    staged_exp::<M, F>(yb, ob, |y| y);
+                    for (gr, or) in gb.chunks_exact(cols).zip(ob.chunks_exact_mut(cols)) {
+                        let g = Ends::<F, W>::load(gr);
+                        let total = g.sum(&fresh);
+                        g.zip_map(Ends::load(or), |g, e| g - e * total).store(or);
+                    }
+                }
+            });
         }
         for ((yr, gr), or) in y
             .chunks_exact(cols)

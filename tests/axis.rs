@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_same, uniform};
+use common::{assert_same, ulps_f32, ulps_f64, uniform};
 use ndlayers::gradcheck::GradCheck;
 use ndlayers::ndarray::{Array, Array2, ArrayD, Axis, Ix2, Ix3, IxDyn, array};
 use ndlayers::prelude::*;
@@ -83,13 +83,10 @@ fn log_softmax_is_stable_and_matches_references() {
     let y = LogSoftmax::new()
         .forward(array![[1.0_f64, 2.0, 3.0]].view())
         .unwrap();
-    // y = x - shift with shift = 3.4076…: the subtraction's rounding is an ulp
-    // of the operands (about 4e-16), whatever the size of the result.
+    // y = (x - max) - ln Σ: x - max is exact here, so the error is that of
+    // ln Σ and one subtraction, relative to the result.
     for (got, want) in y.iter().zip(want) {
-        assert!(
-            (got - want).abs() <= 2.0 * f64::EPSILON * 3.5,
-            "{got} vs {want}"
-        );
+        assert!(ulps_f64(*got, want) <= 3.0, "{got} vs {want}");
     }
     // Where ln(softmax) would give -inf, log-softmax stays exact.
     let y = LogSoftmax::new()
@@ -101,6 +98,40 @@ fn log_softmax_is_stable_and_matches_references() {
         .forward(array![[f64::NAN, 0.0], [f64::NEG_INFINITY, f64::NEG_INFINITY]].view())
         .unwrap();
     assert!(y.iter().all(|v| v.is_nan()), "{y}");
+}
+
+#[test]
+fn log_softmax_keeps_the_digits_of_a_dominant_logit() {
+    // The row maximum's y is -ln(1 + s), s the sum of the other terms: with
+    // s = e^-35 below an ulp of 1, ln(1 + s) would round to 0; computing
+    // x - (max + ln Σ) would lose y = -0.31 to an ulp of 100 (~100 ulp of y).
+    // mpmath, 50 digits: [float(v - log(sum(exp(u) for u in row))) for v in row]
+    let cases: [(&[f64], &[f64]); 3] = [
+        (&[0.0, -35.0], &[-6.305116760146987e-16, -35.0]),
+        (&[100.0, 99.0], &[-0.3132616875182228, -1.3132616875182228]),
+        (
+            &[3.0, 3.0, -20.0],
+            &[
+                -0.6931471806112547,
+                -0.6931471806112547,
+                -23.693147180611255,
+            ],
+        ),
+    ];
+    for (row, want) in cases {
+        let x = Array2::from_shape_vec((1, row.len()), row.to_vec()).unwrap();
+        let y64 = LogSoftmax::new().forward(x.view()).unwrap();
+        let y32 = LogSoftmax::new()
+            .forward(x.mapv(|v| v as f32).view())
+            .unwrap();
+        for (j, &want) in want.iter().enumerate() {
+            let (e64, e32) = (ulps_f64(y64[[0, j]], want), ulps_f32(y32[[0, j]], want));
+            assert!(
+                e64 <= 3.0 && e32 <= 3.0,
+                "{row:?}[{j}]: {e64} ulp (f64), {e32} ulp (f32)"
+            );
+        }
+    }
 }
 
 #[test]
