@@ -703,11 +703,11 @@ pub(crate) fn log_softmax_rows<F: Real>(x: &[F], y: &mut [F], cols: usize) {
     chunked([x], y, cols, |[x], y| log_softmax_rows_serial(x, y, cols));
 }
 
-/// `ln Σ e^(x - max)` from the sum of the terms where `x ≠ max` and the number
-/// of terms where `x = max` (each exactly 1).
+/// `Σ e^(x - max) - 1` from the sum of the terms where `x ≠ max` and the
+/// number of terms where `x = max` (each exactly 1): the argument of `ln_1p`.
 #[inline(always)]
-fn log_sum_of_terms<F: Real>(others: F, ties: F) -> F {
-    (others + (ties - F::ONE)).ln_1p()
+fn sum_of_terms_minus_one<F: Real>(others: F, ties: F) -> F {
+    others + (ties - F::ONE)
 }
 
 /// 1 where `x - max = 0` (the term is exactly 1), else 0. `x = max = ±∞` gives
@@ -744,7 +744,8 @@ simd! {
             );
             // (Counted in integers, which LLVM may add in any order, so vectorises.)
             let ties = xr.iter().map(|&x| u32::from(is_tie(x, max) == F::ONE)).sum::<u32>();
-            let log_sum = log_sum_of_terms(sum(yr), F::from_u32(ties).unwrap_or(F::nan()));
+            let ties = F::from_u32(ties).unwrap_or(F::nan());
+            let log_sum = M::ln_1p(sum_of_terms_minus_one(sum(yr), ties));
             for (y, &x) in yr.iter_mut().zip(xr) {
                 *y = (x - max) - log_sum;
             }
@@ -758,6 +759,7 @@ fn short_log_softmax_rows<M: MulAdd, F: Real, const W: usize>(x: &[F], y: &mut [
     let block = SOFTMAX_BLOCK / cols * cols;
     let fresh = Ends::<F, W>::fresh_lanes(cols);
     let mut maxima = CacheAligned([F::zero(); SOFTMAX_BLOCK]);
+    let mut log_sums = CacheAligned([F::zero(); SOFTMAX_BLOCK]);
     for (xb, yb) in x.chunks(block).zip(y.chunks_mut(block)) {
         let maxima = &mut maxima.0[..xb.len()];
         for (xr, mr) in xb.chunks_exact(cols).zip(maxima.chunks_exact_mut(cols)) {
@@ -778,12 +780,22 @@ fn short_log_softmax_rows<M: MulAdd, F: Real, const W: usize>(x: &[F], y: &mut [
                 }
             },
         );
+        // ln Σ for every row of the block as one vectorised loop.
+        let log_sums = &mut log_sums.0[..xb.len() / cols];
         let rows = xb.chunks_exact(cols).zip(maxima.chunks_exact(cols));
-        for ((xr, mr), yr) in rows.zip(yb.chunks_exact_mut(cols)) {
-            let (x, max) = (Ends::<F, W>::load(xr), mr[0]);
-            let ties = x.map(|x| is_tie(x, max)).sum(&fresh);
-            let log_sum = log_sum_of_terms(Ends::<F, W>::load(yr).sum(&fresh), ties);
-            x.map(|x| (x - max) - log_sum).store(yr);
+        for (((xr, mr), yr), log_sum) in rows.zip(yb.chunks_exact(cols)).zip(log_sums.iter_mut()) {
+            let ties = Ends::<F, W>::load(xr).map(|x| is_tie(x, mr[0])).sum(&fresh);
+            *log_sum = sum_of_terms_minus_one(Ends::<F, W>::load(yr).sum(&fresh), ties);
+        }
+        for log_sum in log_sums.iter_mut() {
+            *log_sum = M::ln_1p(*log_sum);
+        }
+        let rows = xb.chunks_exact(cols).zip(maxima.chunks_exact(cols));
+        for (((xr, mr), yr), &log_sum) in rows.zip(yb.chunks_exact_mut(cols)).zip(log_sums.iter()) {
+            let max = mr[0];
+            Ends::<F, W>::load(xr)
+                .map(|x| (x - max) - log_sum)
+                .store(yr);
         }
     }
 }
