@@ -6,9 +6,9 @@
 
 use ndarray::{Array, Array2, ArrayView, ArrayView1, ArrayView2, Dimension, Ix2, Zip};
 
+use crate::buffer::reuse;
 use crate::kernels;
 use crate::layer::LayerError;
-use crate::math::{Fused, MulAdd};
 use crate::real::Real;
 
 /// Softmax followed by cross-entropy against integer class labels, fused, averaged over the batch.
@@ -21,6 +21,12 @@ use crate::real::Real;
 /// The fused form never takes the logarithm of a probability that has
 /// underflowed to 0, so the loss and gradient stay finite for logits as large
 /// as `±1e4` (and beyond). A `NaN` logit makes the loss `NaN`.
+///
+/// Each row's loss comes from [`LogSoftmax`](crate::softmax::LogSoftmax)'s
+/// kernel and the probabilities from [`Softmax`](crate::softmax::Softmax)'s,
+/// so both keep their digits at the extremes: a confident right answer's loss
+/// `ln(1 + e^-20) = 2.06e-9` is not rounded to 0 in `f32`, and a probability
+/// of `1e-30` is not off by the rounding of `x - max`.
 ///
 /// # Example
 /// ```
@@ -71,30 +77,29 @@ impl<F: Real> SoftmaxCrossEntropy<F> {
                 classes,
             });
         }
-        let grad = self
-            .grad
-            .get_or_insert_with(|| Array2::zeros((batch, classes)));
-        if grad.dim() != (batch, classes) {
-            *grad = Array2::zeros((batch, classes));
-        }
+        let grad = reuse(&mut self.grad, Ix2(batch, classes), false);
+        let logits = logits.as_standard_layout();
+        let (Some(x), Some(g)) = (logits.as_slice(), grad.as_slice_mut()) else {
+            unreachable!("standard-layout arrays are contiguous slices")
+        };
+        // Each row's loss is -log_softmax(x)[label], taken from the log-softmax
+        // kernel (a dominant correct logit keeps its tiny loss instead of
+        // rounding ln(1 + s) to 0); the gradient from the softmax kernel,
+        // whose small probabilities keep full precision too. g holds one, then the other.
+        kernels::log_softmax_rows(x, g, classes);
         let scale = F::ONE / F::from_usize(batch).unwrap_or(F::nan());
-        let mut total = F::zero();
-        for ((x, mut g), &label) in logits.rows().into_iter().zip(grad.rows_mut()).zip(&labels) {
-            let max = x
-                .iter()
-                .fold(F::neg_infinity(), |m, &v| if v > m { v } else { m });
-            // g holds x - max, then e^(x - max) (vectorised; rows of the owned
-            // gradient are contiguous), then the gradient. The sum is at least 1 (the max term).
-            g.zip_mut_with(&x, |g, &x| *g = x - max);
-            match g.as_slice_mut() {
-                Some(shifted) => kernels::exp_nonpositive_in_place(shifted),
-                None => g.mapv_inplace(Fused::exp_nonpositive),
+        let total = labels
+            .iter()
+            .enumerate()
+            .fold(F::zero(), |total, (row, &label)| {
+                total - g[row * classes + label]
+            });
+        kernels::softmax_rows(x, g, classes, F::ONE);
+        for (row, &label) in g.chunks_exact_mut(classes).zip(&labels) {
+            for g in row.iter_mut() {
+                *g *= scale;
             }
-            let sum = g.sum();
-            total += sum.ln() - (x[label] - max);
-            let to_grad = scale / sum;
-            g.mapv_inplace(|e| e * to_grad);
-            g[label] -= scale;
+            row[label] -= scale;
         }
         Ok(total * scale)
     }

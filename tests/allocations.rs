@@ -118,11 +118,12 @@ fn a_steady_state_step_allocates_nothing() {
         "{allocations} allocations in 100 steady-state steps"
     );
     // rayon's global job queue allocates one block per 63 jobs sent from outside
-    // its pool (measured: 14 in these 100 steps of 9 parallel calls each);
+    // its pool (measured: 17 in these 100 steps of 11 parallel calls each: the
+    // loss runs two, log-softmax for its value and softmax for its gradient);
     // the layers themselves still allocate nothing.
     #[cfg(feature = "rayon")]
     assert!(
-        allocations <= 100 * 9 / 63 + 2,
+        allocations <= 100 * 11 / 63 + 2,
         "{allocations} allocations in 100 steady-state steps"
     );
 

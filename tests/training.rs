@@ -143,6 +143,54 @@ fn cross_entropy_matches_reference_values() {
 }
 
 #[test]
+fn cross_entropy_keeps_tiny_losses_and_probabilities() {
+    // mpmath, 50 digits: (1/2) Σ_rows [log(Σ exp(x)) - x[label]], and the
+    // gradient (exp(x)/Σ exp(x) - onehot) / 2.
+    let mut ce = SoftmaxCrossEntropy::<f64>::new();
+    let x = array![[20.0, 0.0, -3.0], [0.5, -40.25, 1.0]];
+    let loss = ce.forward(x.view(), array![0, 1].view()).unwrap();
+    approx::assert_relative_eq!(
+        loss,
+        20.86203849317194,
+        max_relative = 4.0 * f64::EPSILON,
+        epsilon = 0.0
+    );
+    let want = array![
+        [
+            -1.0818862070368328e-09,
+            1.0305768089893452e-09,
+            5.130939804748759e-11
+        ],
+        [0.18877033439907273, -0.5, 0.3112296656009273]
+    ];
+    let grad = ce.backward().unwrap();
+    for ((g, w), is_label) in grad
+        .iter()
+        .zip(&want)
+        .zip([true, false, false, false, true, false])
+    {
+        if is_label {
+            // softmax - 1 cancels: the error is an ulp of 1, not of the result.
+            approx::assert_abs_diff_eq!(g, w, epsilon = f64::EPSILON);
+        } else {
+            approx::assert_relative_eq!(g, w, max_relative = 4.0 * f64::EPSILON, epsilon = 0.0);
+        }
+    }
+    // A confident right answer: the loss ln(1 + e^-20) = 2.06e-9 is below an
+    // ulp of 1, so ln(Σ e^(x - max)) would round it to 0.
+    let mut ce = SoftmaxCrossEntropy::<f32>::new();
+    let loss = ce
+        .forward(array![[20.0, 0.0]].view(), array![0].view())
+        .unwrap();
+    approx::assert_relative_eq!(
+        loss,
+        2.0611537e-9, // 2.061153620314381e-9 rounded to f32
+        max_relative = 4.0 * f32::EPSILON,
+        epsilon = 0.0
+    );
+}
+
+#[test]
 fn cross_entropy_of_uniform_logits_is_ln_classes() {
     for classes in [2, 10, 1000] {
         let mut ce = SoftmaxCrossEntropy::<f32>::new();
