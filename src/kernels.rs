@@ -530,30 +530,19 @@ impl<F: Real, const W: usize> Ends<F, W> {
 }
 
 /// Calls `$body` with `$w` bound to the [`Ends`] width for rows of `$cols`
-/// elements, `1 ≤ $cols < SHORT_ROW`: the largest power of two `≤ $cols`.
+/// elements, `1 ≤ $cols < SHORT_ROW`: the power of two with
+/// `$w < $cols ≤ 2·$w` (1 for one column), so the halves overlap as little as
+/// they can: rows of 16 are two disjoint halves of 8, not one of 16 twice.
 macro_rules! with_ends_width {
     ($cols:expr, |$w:ident| $body:expr) => {
+        with_ends_width!(@arms $cols, |$w| $body, 17 => 16, 9 => 8, 5 => 4, 3 => 2, 0 => 1)
+    };
+    (@arms $cols:expr, |$w:ident| $body:expr, $($from:literal => $width:literal),*) => {
         match $cols {
-            17.. => {
-                const $w: usize = 16;
+            $($from.. => {
+                const $w: usize = $width;
                 $body
-            }
-            9.. => {
-                const $w: usize = 8;
-                $body
-            }
-            5.. => {
-                const $w: usize = 4;
-                $body
-            }
-            3.. => {
-                const $w: usize = 2;
-                $body
-            }
-            _ => {
-                const $w: usize = 1;
-                $body
-            }
+            })*
         }
     };
 }
