@@ -351,6 +351,33 @@ fn every_layout_gives_the_same_numbers_as_a_contiguous_copy() {
 }
 
 #[test]
+fn column_ranges_of_a_wider_matrix_give_the_same_numbers() {
+    // Rows contiguous, the whole not (an LSTM's gate block, say): rows of at
+    // least 16 go to the slice kernel one by one, shorter ones are gathered;
+    // 300 is long enough for the staged loops within each row.
+    let base = uniform((5, 320), -6.0, 6.0, 18);
+    let gbase = uniform((5, 320), -1.0, 1.0, 19);
+    for width in [10, 16, 70, 300] {
+        let (x, g) = (
+            base.slice(s![.., 7..7 + width]),
+            gbase.slice(s![.., 3..3 + width]),
+        );
+        check_layout(&Sigmoid::new(), x, g);
+        check_layout(&Tanh::new(), x, g);
+        check_layout(&Relu::new(), x, g);
+        // backward_into a column range of a wider output, too.
+        let mut tanh = Tanh::new();
+        tanh.forward(x).unwrap();
+        let mut wide_out = Array2::from_elem((5, 320), 7.0);
+        let range = s![.., 11..11 + width];
+        tanh.backward_into(g, wide_out.slice_mut(range)).unwrap();
+        let want = tanh.backward(g).unwrap();
+        assert_same(&wide_out.slice(range).to_owned(), &want, "backward_into");
+        assert!(wide_out.slice(s![.., ..11]).iter().all(|&v| v == 7.0));
+    }
+}
+
+#[test]
 fn a_later_forward_replaces_the_cache_and_reuses_buffers() {
     let mut sigmoid = Sigmoid::new();
     sigmoid.forward(array![[5.0_f64, 5.0]].view()).unwrap();
