@@ -648,7 +648,7 @@ simd! {
     }
 }
 
-/// The short-row softmax: blocks of rows of `W..2W` elements (see [`Ends`]).
+/// The short-row softmax: blocks of rows of `W..=2W` elements (see [`Ends`]).
 ///
 /// Per block: each row's maximum of `sign · x`, spread over the row's
 /// places in a scratch block; `e^(sign · x - max)` of the whole block as one
@@ -754,15 +754,11 @@ fn sum_of_terms_minus_one<F: Real>(others: F, ties: F) -> F {
     others + (ties - F::ONE)
 }
 
-/// 1 where `x - max = 0` (the term is exactly 1), else 0. `x = max = ±∞` gives
-/// NaN, not 0, so that such a row comes out NaN, as in [`softmax_rows`].
+/// Whether `x - max = 0`: the term is exactly 1. `x = max = ±∞` gives NaN,
+/// not 0, so that such a row comes out NaN, as in [`softmax_rows`].
 #[inline(always)]
-fn is_tie<F: Real>(x: F, max: F) -> F {
-    if x - max == F::zero() {
-        F::ONE
-    } else {
-        F::zero()
-    }
+fn is_tie<F: Real>(x: F, max: F) -> bool {
+    x - max == F::zero()
 }
 
 simd! {
@@ -782,12 +778,12 @@ simd! {
                 yr,
                 |x| math::exp_difference_reduce::<M, F>(x, max),
                 |x, reduced| {
-                    let tie = is_tie(x, max) == F::ONE;
+                    let tie = is_tie(x, max);
                     if tie { F::zero() } else { math::exp_nonpositive_finish::<M, F>(reduced) }
                 },
             );
             // (Counted in integers, which LLVM may add in any order, so vectorises.)
-            let ties = xr.iter().map(|&x| u32::from(is_tie(x, max) == F::ONE)).sum::<u32>();
+            let ties = xr.iter().map(|&x| u32::from(is_tie(x, max))).sum::<u32>();
             let ties = F::from_u32(ties).unwrap_or(F::nan());
             let log_sum = M::ln_1p(sum_of_terms_minus_one(sum(yr), ties));
             for (y, &x) in yr.iter_mut().zip(xr) {
@@ -816,7 +812,7 @@ fn short_log_softmax_rows<M: MulAdd, F: Real, const W: usize>(x: &[F], y: &mut [
             yb,
             |x, max| math::exp_difference_reduce::<M, F>(x, max),
             |x, max, reduced| {
-                let tie = is_tie(x, max) == F::ONE;
+                let tie = is_tie(x, max);
                 if tie {
                     F::zero()
                 } else {
@@ -828,7 +824,8 @@ fn short_log_softmax_rows<M: MulAdd, F: Real, const W: usize>(x: &[F], y: &mut [
         let log_sums = &mut log_sums.0[..xb.len() / cols];
         let rows = xb.chunks_exact(cols).zip(maxima.chunks_exact(cols));
         for (((xr, mr), yr), log_sum) in rows.zip(yb.chunks_exact(cols)).zip(log_sums.iter_mut()) {
-            let ties = Ends::<F, W>::load(xr).map(|x| is_tie(x, mr[0])).sum(&fresh);
+            let one_if_tie = |x| if is_tie(x, mr[0]) { F::ONE } else { F::zero() };
+            let ties = Ends::<F, W>::load(xr).map(one_if_tie).sum(&fresh);
             *log_sum = sum_of_terms_minus_one(Ends::<F, W>::load(yr).sum(&fresh), ties);
         }
         for log_sum in log_sums.iter_mut() {
