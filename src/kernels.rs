@@ -484,11 +484,12 @@ fn pairwise<F: Real, const N: usize>(mut acc: [F; N], op: impl Fn(F, F) -> F) ->
     acc[0]
 }
 
-/// Rows shorter than this take the short-row path: with fewer than four
+/// Rows shorter than this take the short-row path: with fewer than eight
 /// chunks of [`LANES`], the long-row loops are mostly remainder (softmax
 /// forward, ns an element on L1-resident rows, long path → short path: rows
-/// of 32: 2.6 → 0.88, rows of 40: 2.2 → 1.1).
-const SHORT_ROW: usize = 4 * LANES;
+/// of 32: 2.6 → 0.88, of 40: 2.2 → 1.1, of 100: 1.25 → 0.92; backward on rows
+/// of 100: 0.46 → 0.22).
+const SHORT_ROW: usize = 8 * LANES;
 
 /// A row of `W..=2W` elements held as its first `W` and its last `W`
 /// elements, which overlap in the middle (entirely when the row has `W`).
@@ -590,7 +591,7 @@ impl<F: Real, const W: usize> Ends<F, W> {
 /// they can: rows of 16 are two disjoint halves of 8, not one of 16 twice.
 macro_rules! with_ends_width {
     ($cols:expr, |$w:ident| $body:expr) => {
-        with_ends_width!(@arms $cols, |$w| $body, 33 => 32, 17 => 16, 9 => 8, 5 => 4, 3 => 2, 0 => 1)
+        with_ends_width!(@arms $cols, |$w| $body, 65 => 64, 33 => 32, 17 => 16, 9 => 8, 5 => 4, 3 => 2, 0 => 1)
     };
     (@arms $cols:expr, |$w:ident| $body:expr, $($from:literal => $width:literal),*) => {
         match $cols {
