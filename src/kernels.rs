@@ -762,6 +762,17 @@ fn is_tie<F: Real>(x: F, max: F) -> bool {
     x - max == F::zero()
 }
 
+/// Second half of a log-softmax term `e^(x - max)`, or 0 where `x` ties the
+/// maximum: ties are counted apart (see [`sum_of_terms_minus_one`]).
+#[inline(always)]
+fn term_unless_tie<M: MulAdd, F: Real>(x: F, max: F, reduced: Reduced<F>) -> F {
+    if is_tie(x, max) {
+        F::zero()
+    } else {
+        math::exp_nonpositive_finish::<M, F>(reduced)
+    }
+}
+
 simd! {
     fn log_softmax_rows_serial<F: Real>(x: &[F], y: &mut [F], cols: usize) {
         mul_add_flavour!(M);
@@ -778,10 +789,7 @@ simd! {
                 xr,
                 yr,
                 |x| math::exp_difference_reduce::<M, F>(x, max),
-                |x, reduced| {
-                    let tie = is_tie(x, max);
-                    if tie { F::zero() } else { math::exp_nonpositive_finish::<M, F>(reduced) }
-                },
+                |x, reduced| term_unless_tie::<M, F>(x, max, reduced),
             );
             // (Counted in integers, which LLVM may add in any order, so vectorises.)
             let ties = xr.iter().map(|&x| u32::from(is_tie(x, max))).sum::<u32>();
@@ -812,14 +820,7 @@ fn short_log_softmax_rows<M: MulAdd, F: Real, const W: usize>(x: &[F], y: &mut [
             maxima,
             yb,
             |x, max| math::exp_difference_reduce::<M, F>(x, max),
-            |x, max, reduced| {
-                let tie = is_tie(x, max);
-                if tie {
-                    F::zero()
-                } else {
-                    math::exp_nonpositive_finish::<M, F>(reduced)
-                }
-            },
+            term_unless_tie::<M, F>,
         );
         // ln Σ for every row of the block as one vectorised loop.
         let log_sums = &mut log_sums.0[..xb.len() / cols];
