@@ -333,16 +333,6 @@ fn gathered<'a, F: Real, D: Dimension, const N: usize>(
     }
 }
 
-simd! {
-    /// `v = e^v` in place, for `v ≤ 0` (or NaN): the shifted logits of a softmax.
-    pub(crate) fn exp_nonpositive_in_place<F: Real>(v: &mut [F]) {
-        mul_add_flavour!(M);
-        for v in v.iter_mut() {
-            *v = M::exp_nonpositive(*v);
-        }
-    }
-}
-
 /// Largest element of `sign · x` (`sign` is ±1, so exact), ignoring NaN (a NaN still reaches the output through `exp(x - max)`).
 #[inline(always)]
 fn max_ignoring_nan<F: Real>(x: &[F], sign: F) -> F {
