@@ -433,7 +433,7 @@ fn vjp_row_then_dot<F: Real>(
 /// compensation bounds the error by about 2 ulp whatever the length, for
 /// 3 more adds an element on data that is already in L1.
 #[inline(always)]
-fn sum<F: Real>(x: &[F]) -> F {
+pub(crate) fn sum<F: Real>(x: &[F]) -> F {
     let mut total = [F::zero(); SUM_LANES];
     let mut carry = [F::zero(); SUM_LANES];
     let chunks = x.chunks_exact(SUM_LANES);

@@ -26,7 +26,10 @@ use crate::real::Real;
 /// kernel and the probabilities from [`Softmax`](crate::softmax::Softmax)'s,
 /// so both keep their digits at the extremes: a confident right answer's loss
 /// `ln(1 + e^-20) = 2.06e-9` is not rounded to 0 in `f32`, and a probability
-/// of `1e-30` is not off by the rounding of `x - max`.
+/// of `1e-30` is not off by the rounding of `x - max`. The true class's
+/// gradient is computed as `-Σ_{j≠t} p_j / B`, the same number as
+/// `(p_t - 1) / B` without its cancellation (`p_t` rounds to 1 in `f32` once
+/// the others sum below `6e-8`, which would make that entry 0).
 ///
 /// # Example
 /// ```
@@ -96,10 +99,14 @@ impl<F: Real> SoftmaxCrossEntropy<F> {
             });
         kernels::softmax_rows(x, g, classes, F::ONE);
         for (row, &label) in g.chunks_exact_mut(classes).zip(&labels) {
+            // The true class's p - 1 cancels when the answer is confident (in
+            // f32 it is 0 once p rounds to 1); -Σ_{j≠label} p_j is the same
+            // number without the cancellation.
+            let others = kernels::sum(&row[..label]) + kernels::sum(&row[label + 1..]);
             for g in row.iter_mut() {
                 *g *= scale;
             }
-            row[label] -= scale;
+            row[label] = -others * scale;
         }
         Ok(total * scale)
     }
