@@ -102,7 +102,7 @@ impl<F: Real> SoftmaxCrossEntropy<F> {
             // The true class's p - 1 cancels when the answer is confident (in
             // f32 it is 0 once p rounds to 1); -Σ_{j≠label} p_j is the same
             // number without the cancellation.
-            let others = kernels::sum(&row[..label]) + kernels::sum(&row[label + 1..]);
+            let others = sum_except(row, label);
             for g in row.iter_mut() {
                 *g *= scale;
             }
@@ -122,6 +122,21 @@ impl<F: Real> SoftmaxCrossEntropy<F> {
             .as_ref()
             .map(|g| g.view())
             .ok_or(LayerError::BackwardBeforeForward { layer: CE })
+    }
+}
+
+/// `Σ_{j≠skip} row_j`: a plain sum over short rows (a few ulp; a call to the
+/// compensated sum costs more than the rest of the loss on rows of 10),
+/// [`kernels::sum`]'s compensated one over long rows, where plain sums drift.
+fn sum_except<F: Real>(row: &[F], skip: usize) -> F {
+    let (before, after) = (&row[..skip], &row[skip + 1..]);
+    if row.len() < 128 {
+        before
+            .iter()
+            .chain(after)
+            .fold(F::zero(), |total, &p| total + p)
+    } else {
+        kernels::sum(before) + kernels::sum(after)
     }
 }
 

@@ -186,6 +186,26 @@ fn cross_entropy_keeps_tiny_losses_and_probabilities() {
     for (g, w) in ce.backward().unwrap().iter().zip([-p1, p1]) {
         approx::assert_relative_eq!(*g, w, max_relative = 4.0 * f32::EPSILON, epsilon = 0.0);
     }
+    // The same in a long row (200 classes, the compensated sum): logits 30
+    // then 199 zeros; mpmath: t = 199·e^-30, p_0 - 1 = -t/(1 + t), p_j = e^-30/(1 + t).
+    let mut ce = SoftmaxCrossEntropy::<f64>::new();
+    let mut x = Array2::zeros((1, 200));
+    x[[0, 0]] = 30.0;
+    ce.forward(x.view(), array![0].view()).unwrap();
+    let grad = ce.backward().unwrap();
+    let (true_class, other) = (-1.8621669707645182e-11, 9.35762296866592e-14);
+    approx::assert_relative_eq!(
+        grad[[0, 0]],
+        true_class,
+        max_relative = 4.0 * f64::EPSILON,
+        epsilon = 0.0
+    );
+    approx::assert_relative_eq!(
+        grad[[0, 1]],
+        other,
+        max_relative = 4.0 * f64::EPSILON,
+        epsilon = 0.0
+    );
 }
 
 #[test]
