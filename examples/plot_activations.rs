@@ -40,7 +40,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             Box::new(LeakyRelu::with_slope(0.1)?),
         ),
         ("elu", "ELU (α = 1)", Box::new(Elu::new())),
-        ("selu", "SELU", Box::new(Selu::selu())),
+        ("selu", "SELU", Box::new(Selu::new())),
         ("celu", "CELU (α = 1)", Box::new(Celu::new())),
         ("gelu", "GELU (exact)", Box::new(Gelu::new())),
         (
@@ -53,7 +53,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         ("softplus", "Softplus (β = 1)", Box::new(Softplus::new())),
         ("softsign", "Softsign", Box::new(Softsign::new())),
         ("hardtanh", "HardTanh", Box::new(HardTanh::new())),
-        ("relu6", "ReLU6", Box::new(Relu6::relu6())),
+        ("relu6", "ReLU6", Box::new(Relu6::new())),
         ("hardsigmoid", "HardSigmoid", Box::new(HardSigmoid::new())),
         ("hardswish", "HardSwish", Box::new(HardSwish::new())),
         ("logsigmoid", "LogSigmoid", Box::new(LogSigmoid::new())),

@@ -8,7 +8,7 @@ use crate::layer::{Layer, LayerError};
 use crate::optim::{Parameter, Parameters};
 use crate::real::Real;
 
-const NAME: &str = "PRelu";
+const NAME: &str = "Prelu";
 
 /// PyTorch's initial slope.
 const INITIAL_SLOPE: f64 = 0.25;
@@ -108,9 +108,13 @@ fn backward_with_slope<F: Real, E: Dimension>(
     Zip::from(dx).and(&x).and(&g).for_each(|dx, &x, &g| {
         if x > F::zero() {
             *dx = g;
-        } else {
+        } else if x <= F::zero() {
             *dx = a * g;
             da += g * x;
+        } else {
+            // NaN in, NaN out: for the input gradient and the slope's.
+            *dx = x;
+            da += x;
         }
     });
     da

@@ -23,7 +23,7 @@
 //! | [`HardTanh`] | `clamp(x, min, max)` | `1` inside `(min, max)`, else 0 | input |
 //! | [`Relu6`] | `clamp(x, 0, 6)` | `1` inside `(0, 6)`, else 0 | input |
 //! | [`HardSigmoid`] | `relu6(x + 3) / 6` | `1/6` inside `(-3, 3)`, else 0 | input |
-//! | [`HardSwish`] | `x relu6(x + 3) / 6` | `0` below -3, `x/3 + 1/2` up to 3, then 1 | input |
+//! | [`HardSwish`] | `x relu6(x + 3) / 6` | `0` to -3, `x/3 + 1/2` inside, `1` from 3 | input |
 //! | [`LogSigmoid`] | `ln σ(x) = min(x, 0) - ln(1 + e^-|x|)` | `σ(-x)` | input |
 
 use ndarray::Dimension;
@@ -53,12 +53,13 @@ fn require<F: Real>(
     }
 }
 
-/// `y` when `factor` is 0, else `x · factor`: the limit of `x · f(x)` as `x → ±∞`
-/// where `f → 0`, instead of `∞ · 0 = NaN`.
+/// `x · factor`, but a zero with the sign of `x` when `factor` is 0: the
+/// limit of `x · f(x)` as `x → ±∞` where `f → 0`, instead of `∞ · 0 = NaN`,
+/// and `-0` (the correctly rounded tiny negative value) far to the left.
 #[inline(always)]
 fn times_unless_zero<F: Real>(x: F, factor: F) -> F {
     if factor == F::zero() {
-        F::zero()
+        F::zero().copysign(x)
     } else {
         x * factor
     }
@@ -164,7 +165,7 @@ impl<F: Real, D: Dimension> Elementwise<LeakyReluFn<F>, F, D> {
 
 // ---------------------------------------------------------------- ELU, SELU, CELU
 
-/// The kernel of [`Elu`] and [`Selu`]: `scale · (x if x > 0 else α (eˣ - 1))`.
+/// The kernel of [`Elu`]: `x if x > 0 else α (eˣ - 1)`; with a scale, SELU's too.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EluFn<F> {
     alpha: F,
@@ -195,11 +196,12 @@ impl<F: Real> ElementwiseFn<F> for EluFn<F> {
 
     #[inline(always)]
     fn finish_with<M: MulAdd>(&self, x: F, reduced: Reduced<F>) -> F {
+        // `x` itself at ±0 (and NaN): the reduction of -0 gives +0, PyTorch keeps -0.
         self.scale
-            * if x > F::zero() {
-                x
-            } else {
+            * if x < F::zero() {
                 self.alpha * math::expm1_finish::<M, F>(reduced)
+            } else {
+                x
             }
     }
 
@@ -232,8 +234,51 @@ impl<F: Real> ElementwiseFn<F> for EluFn<F> {
 /// ```
 pub type Elu<F, D> = Elementwise<EluFn<F>, F, D>;
 
+/// SELU's `α`, to the precision of the paper's derivation.
+const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+/// SELU's `λ`.
+const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
+
+/// The kernel of [`Selu`]: ELU's with SELU's fixed `α` and `λ`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeluFn;
+
+impl SeluFn {
+    #[inline(always)]
+    fn elu<F: Real>() -> EluFn<F> {
+        EluFn {
+            alpha: F::lit(SELU_ALPHA),
+            scale: F::lit(SELU_SCALE),
+        }
+    }
+}
+
+impl<F: Real> ElementwiseFn<F> for SeluFn {
+    const NAME: &'static str = "Selu";
+    const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
+
+    fused_by_default!();
+    staged_value!();
+
+    #[inline(always)]
+    fn reduce_with<M: MulAdd>(&self, x: F) -> Reduced<F> {
+        Self::elu::<F>().reduce_with::<M>(x)
+    }
+
+    #[inline(always)]
+    fn finish_with<M: MulAdd>(&self, x: F, reduced: Reduced<F>) -> F {
+        Self::elu::<F>().finish_with::<M>(x, reduced)
+    }
+
+    #[inline(always)]
+    fn derivative_with<M: MulAdd>(&self, x: F) -> F {
+        Self::elu::<F>().derivative_with::<M>(x)
+    }
+}
+
 /// Scaled ELU with the self-normalising constants `λ = 1.0507…`, `α = 1.6732…`
-/// (Klambauer et al. 2017): `y = λ x` for `x > 0`, `λ α (eˣ - 1)` otherwise.
+/// (Klambauer et al. 2017): `y = λ x` for `x > 0`, `λ α (eˣ - 1)` otherwise;
+/// `dy/dx = λ` or `λ α eˣ`. No hyperparameters, as PyTorch's `nn.SELU`.
 ///
 /// # Example
 /// ```
@@ -241,16 +286,12 @@ pub type Elu<F, D> = Elementwise<EluFn<F>, F, D>;
 /// use ndlayers::prelude::*;
 /// use ndlayers::ndarray::array;
 ///
-/// let y = Selu::selu().forward(array![1.0_f64].view())?;
+/// let y = Selu::new().forward(array![1.0_f64, -1.0].view())?;
 /// assert_eq!(y[0], 1.0507009873554805);
+/// assert!((y[1] - -1.1113307378125628).abs() < 1e-15); // λα(e⁻¹ - 1), mpmath
 /// # Ok::<(), LayerError>(())
 /// ```
-pub type Selu<F, D> = Elementwise<EluFn<F>, F, D>;
-
-/// SELU's `α`, to the precision of the paper's derivation.
-const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
-/// SELU's `λ`.
-const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
+pub type Selu<F, D> = Elementwise<SeluFn, F, D>;
 
 impl<F: Real, D: Dimension> Elementwise<EluFn<F>, F, D> {
     /// ELU with `alpha ≥ 0` (finite).
@@ -266,14 +307,6 @@ impl<F: Real, D: Dimension> Elementwise<EluFn<F>, F, D> {
             alpha,
             scale: F::ONE,
         }))
-    }
-
-    /// SELU.
-    pub fn selu() -> Self {
-        Self::with_fn(EluFn {
-            alpha: F::lit(SELU_ALPHA),
-            scale: F::lit(SELU_SCALE),
-        })
     }
 }
 
@@ -304,10 +337,10 @@ impl<F: Real> ElementwiseFn<F> for CeluFn<F> {
 
     #[inline(always)]
     fn finish_with<M: MulAdd>(&self, x: F, reduced: Reduced<F>) -> F {
-        if x > F::zero() {
-            x
-        } else {
+        if x < F::zero() {
             self.alpha * math::expm1_finish::<M, F>(reduced)
+        } else {
+            x
         }
     }
 
@@ -467,11 +500,14 @@ impl<F: Real> ElementwiseFn<F> for GeluFn {
 pub type Gelu<F, D> = Elementwise<GeluFn, F, D>;
 
 impl<F: Real, D: Dimension> Elementwise<GeluFn, F, D> {
-    /// The tanh approximation of GELU.
+    /// GELU in the given form, as PyTorch's `nn.GELU(approximate=...)`.
+    pub fn with_approximation(approximation: GeluApproximation) -> Self {
+        Self::with_fn(GeluFn { approximation })
+    }
+
+    /// The tanh approximation of GELU: `with_approximation(GeluApproximation::Tanh)`.
     pub fn tanh_approximation() -> Self {
-        Self::with_fn(GeluFn {
-            approximation: GeluApproximation::Tanh,
-        })
+        Self::with_approximation(GeluApproximation::Tanh)
     }
 }
 
@@ -657,7 +693,7 @@ plain_kernel!(
 
 // ---------------------------------------------------------------- Hard activations
 
-/// The kernel of [`HardTanh`] and [`Relu6`]: clamping to `[min, max]`.
+/// The kernel of [`HardTanh`]: clamping to `[min, max]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HardTanhFn<F> {
     min: F,
@@ -720,7 +756,37 @@ impl<F: Real> ElementwiseFn<F> for HardTanhFn<F> {
 /// ```
 pub type HardTanh<F, D> = Elementwise<HardTanhFn<F>, F, D>;
 
-/// ReLU6: `y = clamp(x, 0, 6)`; `dy/dx = 1` on `(0, 6)`, else 0.
+/// The kernel of [`Relu6`]: HardTanh's on `[0, 6]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Relu6Fn;
+
+impl Relu6Fn {
+    #[inline(always)]
+    fn clamp<F: Real>() -> HardTanhFn<F> {
+        HardTanhFn {
+            min: F::zero(),
+            max: F::SIX,
+        }
+    }
+}
+
+impl<F: Real> ElementwiseFn<F> for Relu6Fn {
+    const NAME: &'static str = "Relu6";
+    const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
+
+    #[inline(always)]
+    fn value(&self, x: F) -> F {
+        Self::clamp::<F>().value(x)
+    }
+
+    #[inline(always)]
+    fn derivative(&self, x: F) -> F {
+        Self::clamp::<F>().derivative(x)
+    }
+}
+
+/// ReLU6: `y = clamp(x, 0, 6)`; `dy/dx = 1` on `(0, 6)`, else 0 (also at
+/// the kinks, as PyTorch).
 ///
 /// # Example
 /// ```
@@ -728,11 +794,12 @@ pub type HardTanh<F, D> = Elementwise<HardTanhFn<F>, F, D>;
 /// use ndlayers::prelude::*;
 /// use ndlayers::ndarray::array;
 ///
-/// let y = Relu6::relu6().forward(array![-1.0_f32, 3.0, 9.0].view())?;
-/// assert_eq!(y, array![0.0, 3.0, 6.0]);
+/// let mut relu6 = Relu6::new();
+/// assert_eq!(relu6.forward(array![-1.0_f32, 3.0, 9.0].view())?, array![0.0, 3.0, 6.0]);
+/// assert_eq!(relu6.backward(array![1.0, 1.0, 1.0].view())?, array![0.0, 1.0, 0.0]);
 /// # Ok::<(), LayerError>(())
 /// ```
-pub type Relu6<F, D> = Elementwise<HardTanhFn<F>, F, D>;
+pub type Relu6<F, D> = Elementwise<Relu6Fn, F, D>;
 
 impl<F: Real, D: Dimension> Elementwise<HardTanhFn<F>, F, D> {
     /// HardTanh on `[min, max]`; `min ≤ max`, neither NaN.
@@ -741,14 +808,6 @@ impl<F: Real, D: Dimension> Elementwise<HardTanhFn<F>, F, D> {
         require("HardTanh", "max", max, !max.is_nan(), "must not be NaN")?;
         require("HardTanh", "min", min, min <= max, "must not exceed max")?;
         Ok(Self::with_fn(HardTanhFn { min, max }))
-    }
-
-    /// ReLU6, HardTanh on `[0, 6]`.
-    pub fn relu6() -> Self {
-        Self::with_fn(HardTanhFn {
-            min: F::zero(),
-            max: F::SIX,
-        })
     }
 }
 
@@ -767,13 +826,14 @@ plain_kernel!(
     /// # Ok::<(), LayerError>(())
     /// ```
     HardSigmoid, HardSigmoidFn, "HardSigmoid",
-    |x| HardTanhFn { min: F::zero(), max: F::SIX }.value(x + F::THREE) / F::SIX,
+    |x| Relu6Fn::clamp::<F>().value(x + F::THREE) / F::SIX,
     |x| HardTanhFn { min: -F::THREE, max: F::THREE }.derivative(x) / F::SIX
 );
 
 plain_kernel!(
-    /// HardSwish: `y = x relu6(x + 3) / 6`; `dy/dx = 0` for `x < -3`,
-    /// `x/3 + 1/2` for `-3 ≤ x ≤ 3`, 1 above (PyTorch's choice at the kinks).
+    /// HardSwish: `y = x relu6(x + 3) / 6`; `dy/dx = 0` for `x ≤ -3`,
+    /// `x/3 + 1/2` for `-3 < x < 3`, 1 from 3 on (PyTorch's choice at the
+    /// kinks, pytorch PR #148049: the slope of the outer piece).
     ///
     /// # Example
     /// ```
@@ -787,13 +847,13 @@ plain_kernel!(
     /// # Ok::<(), LayerError>(())
     /// ```
     HardSwish, HardSwishFn, "HardSwish",
-    |x| times_unless_zero(x, HardTanhFn { min: F::zero(), max: F::SIX }.value(x + F::THREE) / F::SIX),
+    |x| times_unless_zero(x, Relu6Fn::clamp::<F>().value(x + F::THREE) / F::SIX),
     |x| {
-        if x < -F::THREE {
+        if x <= -F::THREE {
             F::zero()
-        } else if x <= F::THREE {
+        } else if x < F::THREE {
             x / F::THREE + F::HALF
-        } else if x > F::THREE {
+        } else if x >= F::THREE {
             F::ONE
         } else {
             x
