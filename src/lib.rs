@@ -35,6 +35,25 @@
 //! whole float range, `NaN` in gives `NaN` out, and bad calls return a
 //! [`LayerError`] instead of panicking.
 //!
+//! # Where ndlayers differs from PyTorch
+//!
+//! PyTorch is the reference for names, defaults and semantics: every type's
+//! default constructor is the PyTorch module of the same name with default
+//! arguments (`Selu::new()` is `nn.SELU()`, `Gelu::new()` is `nn.GELU()`),
+//! and `tests/pytorch.rs` compares every activation and the softmax family,
+//! forward and backward, `f32` and `f64`, with values PyTorch computed
+//! (`tests/reference/pytorch.py`, PyTorch 2.15, about 8,400 points: a grid,
+//! kinks, tiny, huge, `±∞`, NaN). Each value agrees with PyTorch's to 4 ulps,
+//! or both are within ndlayers' documented bound of the exact value, or it
+//! differs in one of these ways, and no other:
+//!
+//! | difference | why | example (`f32`) |
+//! |---|---|---|
+//! | NaN propagates | NaN in gives NaN out, in backward too | HardSwish, CELU, ELU backward at NaN: PyTorch 1, ndlayers NaN |
+//! | Limits at ±∞ | the function has a limit there, PyTorch computes `∞ · 0` | GELU(-∞): PyTorch NaN, ndlayers -0; Softsign(∞): NaN, 1 |
+//! | Digits PyTorch loses | PyTorch's formula cancels or underflows early; ndlayers is within its bound | GELU(-5.5): PyTorch -1.639e-7, ndlayers -1.0444267e-7 (exact -1.0444259e-7) |
+//! | Signs of zero | a tiny negative result rounds to -0 | GELU'(-40): PyTorch +0, ndlayers -0 |
+//!
 //! # Example
 //! ```
 //! use ndlayers::prelude::*;

@@ -209,6 +209,106 @@ pub(crate) fn sigmoid_finish<M: MulAdd, F: Real>(x: F, reduced: Reduced<F>) -> F
     numerator / (big + scaled_e)
 }
 
+/// `σ(x)` and `σ(-x)` for products such as `x·σ(x)`, where rounding a
+/// subnormal `σ(x)` before the multiplication would lose digits the product
+/// (a normal number) should have: see [`sigmoid_scaled`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScaledSigmoid<F> {
+    /// `σ(t) / unscale`: normal wherever `σ(t)·|x|` can be, 0 below the underflow cutoff.
+    pub(crate) lead: F,
+    /// `σ(-t)`.
+    pub(crate) other: F,
+    /// `1`, or `2^-64` for `t < 0`: multiplying a product of `lead` by it is
+    /// exact, or rounds once into the subnormal range.
+    pub(crate) unscale: F,
+    /// `e^-|t|` (subnormal far out; for sums with 1).
+    pub(crate) e: F,
+    /// `e^-|t| · 2^64`, normal wherever `e^-|t|·|t|` can be.
+    pub(crate) scaled_e: F,
+}
+
+/// Second half of a sigmoid of `t` reduced by [`sigmoid_reduce`] (or with
+/// its rounding error carried, [`sigmoid_reduce_carrying`]), split for products.
+///
+/// With `e = e^-|t|` and `E = e·2^64` (normal where `e` is subnormal):
+/// for `t ≥ 0`, `σ(t) = 1/(1 + e)` and `σ(-t) = e/(1 + e)`; for `t < 0`,
+/// `σ(t)·2^64 = E/(1 + e)` and `σ(-t) = 1/(1 + e)`. Two divisions, each
+/// rounded once, and no cancellation: `σ(-t)` keeps its digits where `σ(t)`
+/// rounds to 1, which a derivative `σ(t)(1 - σ(t))` written as `σ(t)·σ(-t)` needs.
+#[inline(always)]
+pub(crate) fn sigmoid_scaled<M: MulAdd, F: Real>(t: F, reduced: Reduced<F>) -> ScaledSigmoid<F> {
+    let scaled_e = scaled_exp::<M, F>(reduced, F::lit(SCALE_SHIFT));
+    let e = scaled_e * F::lit(1.0 / TWO_POW_SHIFT);
+    let d = F::ONE + e;
+    let negative = t < F::zero();
+    // Below the cutoff the reduction was clamped (e is e^cutoff, not e^t): the
+    // true σ(t)·|t| rounds to 0 there, and so must every product of `lead`.
+    let lead = if t < F::EXP_UNDERFLOW {
+        F::zero()
+    } else if negative {
+        scaled_e / d
+    } else {
+        F::ONE / d
+    };
+    ScaledSigmoid {
+        lead,
+        other: if negative { F::ONE / d } else { e / d },
+        unscale: F::lit(if t < F::zero() {
+            1.0 / TWO_POW_SHIFT
+        } else {
+            1.0
+        }),
+        e,
+        scaled_e,
+    }
+}
+
+/// First half of the sigmoid of `hi + lo` (a double-word argument, `|lo|`
+/// at most half an ulp of `hi`): the reduction of `-|hi + lo|`, with `lo`
+/// joined to the reduced argument as in [`exp_difference_reduce`].
+///
+/// The relative error of `σ(t)` from an error `δ` in `t` is `|δ|·σ(-t)`, up
+/// to `|t|·2^-24` for the `f32` rounding of a large negative `t`: that is
+/// the ulps this recovers.
+#[inline(always)]
+pub(crate) fn sigmoid_reduce_carrying<M: MulAdd, F: Real>(hi: F, lo: F) -> Reduced<F> {
+    let minus_abs = -hi.abs();
+    let [shifted, r] = reduce::<M, F>(raise_to_underflow(minus_abs));
+    let carried = if hi < F::zero() { r + lo } else { r - lo };
+    [
+        shifted,
+        if minus_abs >= F::EXP_UNDERFLOW {
+            carried
+        } else {
+            r
+        },
+    ]
+}
+
+/// `a + b = s + error` exactly (Knuth's two-sum, any order of magnitudes).
+#[inline(always)]
+pub(crate) fn two_sum<F: Real>(a: F, b: F) -> (F, F) {
+    let s = a + b;
+    let a_part = s - b;
+    let b_part = s - a_part;
+    (s, (a - a_part) + (b - b_part))
+}
+
+/// `a · b = p + error` exactly (Dekker's product with Veltkamp's split, so
+/// both multiply-add flavours compute the same bits); `|a|, |b|` must stay
+/// below `MAX / SPLITTER` and the product away from underflow.
+#[inline(always)]
+pub(crate) fn two_product<F: Real>(a: F, b: F) -> (F, F) {
+    let split = |v: F| {
+        let t = F::SPLITTER * v;
+        let hi = t - (t - v);
+        (hi, v - hi)
+    };
+    let p = a * b;
+    let ((ah, al), (bh, bl)) = (split(a), split(b));
+    (p, ((ah * bh - p) + ah * bl + al * bh) + al * bl)
+}
+
 /// First half of [`MulAdd::expm1`] where only `x ≤ 0` matters (the
 /// exponential linear units): positive `x` are reduced as 0. Second half:
 /// [`expm1_finish`].

@@ -81,6 +81,11 @@ pub trait Real: NdFloat + FromPrimitive + sealed::Sealed {
     /// mantissa field rebuilds `m`.
     fn split_exponent(self) -> (Self, Self);
 
+    /// `2^⌈p/2⌉ + 1` for `p` mantissa digits: Veltkamp's constant, which
+    /// splits a float into two halves whose products are exact (Dekker's
+    /// exact product, in [`crate::math`]). `a · SPLITTER` must not overflow.
+    const SPLITTER: Self;
+
     /// `v` converted from `f64`, rounded to nearest: for named constants in generic code.
     fn lit(v: f64) -> Self;
 
@@ -114,6 +119,7 @@ impl Real for f32 {
     // e^89 = 4.5e38 > f32::MAX = 3.4e38.
     const EXP_OVERFLOW: Self = 89.0;
     const ROUND_SHIFTER: Self = 12_582_912.0; // 1.5 · 2^23
+    const SPLITTER: Self = 4097.0; // 2^12 + 1
 
     #[inline(always)]
     fn exp2_shifted(shifted: Self) -> Self {
@@ -173,6 +179,7 @@ impl Real for f64 {
     // e^710 > f64::MAX = 1.8e308.
     const EXP_OVERFLOW: Self = 710.0;
     const ROUND_SHIFTER: Self = 6_755_399_441_055_744.0; // 1.5 · 2^52
+    const SPLITTER: Self = 134_217_729.0; // 2^27 + 1
 
     #[inline(always)]
     fn exp2_shifted(shifted: Self) -> Self {

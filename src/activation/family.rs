@@ -401,14 +401,93 @@ pub struct GeluFn {
     approximation: GeluApproximation,
 }
 
-/// `1/√2`.
-const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 /// `1/√(2π)`, the normal density at 0.
 const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
-/// `√(2/π)`.
-const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+/// `1/√2` as a double word: `FRAC_1_SQRT_2 + FRAC_1_SQRT_2_LO` to 106 bits.
+const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
+/// `1/√2 - FRAC_1_SQRT_2`.
+const FRAC_1_SQRT_2_LO: f64 = -4.833_646_656_726_457e-17;
+/// `2/√π`, the slope of `erfc` at 0.
+const FRAC_2_SQRT_PI: f64 = std::f64::consts::FRAC_2_SQRT_PI;
+/// `2√(2/π)` as a double word, the tanh form's `2u = GELU_K · x (1 + 0.044715 x²)`.
+const GELU_K: f64 = 1.595_769_121_605_730_8;
+/// `2√(2/π) - GELU_K`.
+const GELU_K_LO: f64 = -9.969_308_809_110_92e-17;
 /// The cubic coefficient of the tanh approximation.
 const GELU_CUBIC: f64 = 0.044_715;
+/// `0.044715 - GELU_CUBIC` (the decimal is not a binary fraction).
+const GELU_CUBIC_LO: f64 = 2.196_021_142_708_559_5e-18;
+/// Past `|x| = 64` the tanh form's `σ(2u)` is 0 or 1 in both formats
+/// (`|2u| > 18000`), so `2u` needs no extra digits; below it, the exact
+/// products cannot overflow.
+const GELU_TANH_DOUBLE_WORD_LIMIT: f64 = 64.0;
+/// Where `Φ(x)`'s `erfc` would leave the normal range (`erfc(26) = 5.7e-296`,
+/// `x = -26√2`), GELU switches to the asymptotic series.
+const GELU_ASYMPTOTIC_Z: f64 = 26.0;
+
+/// The exact GELU's value and derivative, in `f64` (the `f32` layer rounds
+/// them once more: `erfc` is a scalar libm call either way, and `f64`
+/// keeps the left tail's subnormal `Φ(x)` normal).
+///
+/// The left tail needs care twice. `Φ(x) = ½ erfc(z)` with `z = -x/√2`,
+/// and `erfc'(z)/erfc(z) ≈ -2z`, so the rounding of `z` alone costs `2z²`
+/// ulps (900 at `x = -30`): `z` is computed as a double word `zh + zl` and
+/// `erfc(zh + zl) = erfc(zh) - zl·(2/√π)·e^(-zh²)` to first order (the
+/// second is below `2^-100` relative). Likewise `e^(-x²/2)` takes `x²` as a
+/// double word. And past `z = 26`, `erfc` itself leaves the normal range
+/// before `x·Φ(x)` does; there `Φ(x) = φ(x)/|x| · S` with the asymptotic
+/// series `S = Σ (-1)ⁿ (2n-1)!! / x²ⁿ` (eight terms: the ninth is below
+/// `2^-60` for `x² > 1352`), so `x Φ(x) = -φ(x)·S` with no subnormal on the way.
+fn gelu_exact(x: f64) -> (f64, f64) {
+    if x.is_infinite() {
+        // The limits: x·1 and 1 on the right, -0 (tiny negative) on the left.
+        return if x > 0.0 { (x, 1.0) } else { (-0.0, -0.0) };
+    }
+    let minus_x = -x;
+    let zh = minus_x * FRAC_1_SQRT_2;
+    let zl = minus_x.mul_add(FRAC_1_SQRT_2, -zh) + minus_x * FRAC_1_SQRT_2_LO;
+    // φ(x) = e^(-x²/2)/√(2π), with x² = sh + sl exactly.
+    let sh = x * x;
+    let sl = x.mul_add(x, -sh);
+    let density = if sh.is_finite() {
+        FRAC_1_SQRT_2PI * (-0.5 * sh).exp() * (1.0 - 0.5 * sl)
+    } else {
+        0.0
+    };
+    if zh > GELU_ASYMPTOTIC_Z && zh.is_finite() {
+        let inverse_square = 1.0 / sh;
+        let (mut term, mut series) = (1.0, 1.0);
+        for n in 1..=8 {
+            term *= -f64::from(2 * n - 1) * inverse_square;
+            series += term;
+        }
+        let value = -density * series;
+        return (value, density * (series * (1.0 / minus_x) - minus_x));
+    }
+    let erfc = libm::erfc(zh);
+    // The correction vanishes (and e^(-zh²) may overflow) away from the tail.
+    let correction = if zh > 1.0 {
+        zl * FRAC_2_SQRT_PI * (-zh * zh).exp()
+    } else {
+        0.0
+    };
+    let cdf = 0.5 * (erfc - correction);
+    let value = if cdf == 0.0 {
+        0.0f64.copysign(x)
+    } else {
+        x * cdf
+    };
+    let slope = if density == 0.0 { 0.0 } else { x * density };
+    (value, cdf + slope)
+}
+
+/// The double word `hi + lo` (an `f64` pair, 106 bits) as a double word of `F`.
+#[inline(always)]
+fn split_constant<F: Real>(hi: f64, lo: f64) -> (F, F) {
+    let head = F::lit(hi);
+    // hi - head is exact in f64 (head is hi rounded to fewer bits).
+    (head, F::lit((hi - head.to_f64().unwrap_or(hi)) + lo))
+}
 
 impl GeluFn {
     /// `2u = 2√(2/π) (x + 0.044715 x³)`, the argument of the tanh form's
@@ -417,21 +496,47 @@ impl GeluFn {
     #[inline(always)]
     fn two_u<F: Real>(x: F) -> F {
         let c = F::lit(GELU_CUBIC);
-        F::TWO * F::lit(SQRT_2_OVER_PI) * (x + c * x * x * x)
+        F::lit(GELU_K) * (x + c * x * x * x)
     }
 
-    /// `(σ(2u), 2u')` of the tanh form.
+    /// `2u` as a double word `(hi, lo)`, exact to about `2^-2p`.
+    ///
+    /// The relative error of `σ(2u)` is `|δ(2u)|` where `2u < 0`, and `2u`
+    /// reaches -380 at `x = -17`: plain rounding of `2u` (and of its two
+    /// constants, neither exact in binary) cost 500 ulps there. Every product
+    /// is exact (Dekker) and every sum carries its error (two-sum), so the
+    /// only error left is the `lo` parts' own rounding.
     #[inline(always)]
-    fn tanh_form<M: MulAdd, F: Real>(x: F) -> (F, F) {
+    fn two_u_double_word<F: Real>(x: F) -> (F, F) {
+        let (ch, cl) = split_constant::<F>(GELU_CUBIC, GELU_CUBIC_LO);
+        let (kh, kl) = split_constant::<F>(GELU_K, GELU_K_LO);
+        // c·x²
+        let (sh, sl) = math::two_product(x, x);
+        let (ph, pl) = math::two_product(ch, sh);
+        let pl = pl + (ch * sl + cl * sh);
+        // 1 + c·x²
+        let (th, tl) = math::two_sum(F::ONE, ph);
+        let tl = tl + pl;
+        // x·(1 + c·x²)
+        let (mh, ml) = math::two_product(x, th);
+        let ml = ml + x * tl;
+        // K·x·(1 + c·x²)
+        let (uh, ul) = math::two_product(kh, mh);
+        let ul = ul + (kh * ml + kl * mh);
+        let (hi, lo) = math::two_sum(uh, ul);
+        // A blend, not a branch, so the loops stay vectorised.
+        if x.abs() < F::lit(GELU_TANH_DOUBLE_WORD_LIMIT) {
+            (hi, lo)
+        } else {
+            (Self::two_u(x), F::zero())
+        }
+    }
+
+    /// `2u'`, the derivative of [`Self::two_u`].
+    #[inline(always)]
+    fn two_du<F: Real>(x: F) -> F {
         let c = F::lit(GELU_CUBIC);
-        let two_du = F::TWO * F::lit(SQRT_2_OVER_PI) * (F::ONE + F::THREE * c * x * x);
-        (M::sigmoid(Self::two_u(x)), two_du)
-    }
-
-    /// `Φ(x) = ½ erfc(-x/√2)`: accurate in the left tail, where `1 + erf` cancels.
-    #[inline(always)]
-    fn normal_cdf<F: Real>(x: F) -> F {
-        F::HALF * (-x * F::lit(FRAC_1_SQRT_2)).erfc()
+        F::lit(GELU_K) * (F::ONE + F::THREE * c * x * x)
     }
 }
 
@@ -447,32 +552,35 @@ impl<F: Real> ElementwiseFn<F> for GeluFn {
         match self.approximation {
             // erfc is a scalar libm call; nothing to stage.
             GeluApproximation::None => [x, F::zero()],
-            GeluApproximation::Tanh => math::sigmoid_reduce::<M, F>(Self::two_u(x)),
+            GeluApproximation::Tanh => {
+                let (hi, lo) = Self::two_u_double_word(x);
+                math::sigmoid_reduce_carrying::<M, F>(hi, lo)
+            }
         }
     }
 
     #[inline(always)]
     fn finish_with<M: MulAdd>(&self, x: F, reduced: Reduced<F>) -> F {
-        let gate = match self.approximation {
-            GeluApproximation::None => Self::normal_cdf(x),
-            GeluApproximation::Tanh => math::sigmoid_finish::<M, F>(Self::two_u(x), reduced),
-        };
-        times_unless_zero(x, gate)
+        match self.approximation {
+            GeluApproximation::None => F::lit(gelu_exact(x.to_f64().unwrap_or(f64::NAN)).0),
+            GeluApproximation::Tanh => {
+                let s = math::sigmoid_scaled::<M, F>(Self::two_u(x), reduced);
+                times_unless_zero(x, s.lead) * s.unscale
+            }
+        }
     }
 
     #[inline(always)]
     fn derivative_with<M: MulAdd>(&self, x: F) -> F {
         match self.approximation {
-            GeluApproximation::None => {
-                let cdf = Self::normal_cdf(x);
-                let density = F::lit(FRAC_1_SQRT_2PI) * M::exp_nonpositive(-F::HALF * x * x);
-                cdf + times_unless_zero(x, density)
-            }
+            GeluApproximation::None => F::lit(gelu_exact(x.to_f64().unwrap_or(f64::NAN)).1),
             GeluApproximation::Tanh => {
-                // d/dx [x σ(2u)] = σ(2u) + x · σ(2u)(1 - σ(2u)) · 2u'
-                let (s, two_du) = Self::tanh_form::<M, F>(x);
-                let ds = s * (F::ONE - s);
-                s + times_unless_zero(x * two_du, ds)
+                // d/dx [x σ(2u)] = σ(2u) (1 + x · σ(-2u) · 2u')
+                let (hi, lo) = Self::two_u_double_word(x);
+                let s =
+                    math::sigmoid_scaled::<M, F>(hi, math::sigmoid_reduce_carrying::<M, F>(hi, lo));
+                let factor = F::ONE + times_unless_zero(x * Self::two_du(x), s.other);
+                times_unless_zero(factor, s.lead) * s.unscale
             }
         }
     }
@@ -531,13 +639,17 @@ impl<F: Real> ElementwiseFn<F> for SiluFn {
 
     #[inline(always)]
     fn finish_with<M: MulAdd>(&self, x: F, reduced: Reduced<F>) -> F {
-        times_unless_zero(x, math::sigmoid_finish::<M, F>(x, reduced))
+        let s = math::sigmoid_scaled::<M, F>(x, reduced);
+        times_unless_zero(x, s.lead) * s.unscale
     }
 
     #[inline(always)]
     fn derivative_with<M: MulAdd>(&self, x: F) -> F {
-        let s = M::sigmoid(x);
-        s + times_unless_zero(x, s * (F::ONE - s))
+        // σ(x) + x σ(x)(1 - σ(x)) = σ(x) (1 + x σ(-x)): σ(-x) keeps the
+        // digits that 1 - σ(x) loses where σ(x) rounds to 1.
+        let s = math::sigmoid_scaled::<M, F>(x, math::sigmoid_reduce::<M, F>(x));
+        let factor = F::ONE + times_unless_zero(x, s.other);
+        times_unless_zero(factor, s.lead) * s.unscale
     }
 }
 
@@ -562,27 +674,108 @@ fn softplus<M: MulAdd, F: Real>(x: F) -> F {
     positive + M::exp_nonpositive(-x.abs()).ln_1p()
 }
 
-plain_kernel!(
-    /// Mish: `y = x tanh(softplus::<M, F>(x))`,
-    /// `dy/dx = tanh(sp) + x σ(x) (1 - tanh²(sp))` with `sp = softplus::<M, F>(x)`.
+/// The kernel of [`Mish`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MishFn;
+
+/// Mish's `t = tanh(softplus(x))` and its parts, from `e = e^-|x|`, in the
+/// form [`MishFn`] derives.
+struct MishParts<F> {
+    /// `t`, scaled by `2^64` where `x < 0` (as [`math::ScaledSigmoid::lead`]).
+    lead: F,
+    /// `1 - t`.
+    complement: F,
+    /// `σ(x)`, scaled as `lead`.
+    sigmoid: F,
+    /// `1`, or `2^-64` for `x < 0`.
+    unscale: F,
+}
+
+impl MishFn {
+    /// `tanh(ln(1 + eˣ)) = ((1 + eˣ)² - 1) / ((1 + eˣ)² + 1)`, rewritten
+    /// with `e = e^-|x| ≤ 1` so that nothing overflows or cancels:
     ///
-    /// # Example
+    /// ```text
+    /// x ≥ 0:  t = (1 + 2e) / (1 + 2e + 2e²),   1 - t = 2e² / (1 + 2e + 2e²),   σ(x) = 1 / (1 + e)
+    /// x < 0:  t = e (2 + e) / (2 + 2e + e²),   1 - t = 2 / (2 + 2e + e²),      σ(x) = e / (1 + e)
     /// ```
-    /// use ndlayers::activation::Mish;
-    /// use ndlayers::prelude::*;
-    /// use ndlayers::ndarray::array;
     ///
-    /// let y = Mish::new().forward(array![1.0_f64].view())?;
-    /// assert!((y[0] - 0.8650983882673103).abs() < 1e-15); // mpmath: tanh(log(1+e))
-    /// # Ok::<(), LayerError>(())
-    /// ```
-    Mish, MishFn, "Mish",
-    |x| times_unless_zero(x, M::tanh(softplus::<M, F>(x))),
-    |x| {
-        let t = M::tanh(softplus::<M, F>(x));
-        t + times_unless_zero(x, M::sigmoid(x) * (F::ONE - t) * (F::ONE + t))
+    /// One exponential instead of an exp, a log and a tanh; `1 - t` keeps
+    /// the digits that `1 - tanh` loses for large `x` (the backward), and
+    /// `e` enters the left tail's products as `E = e·2^64`, never as a
+    /// subnormal (as in [`math::sigmoid_scaled`]).
+    #[inline(always)]
+    fn parts<M: MulAdd, F: Real>(x: F, reduced: Reduced<F>) -> MishParts<F> {
+        let s = math::sigmoid_scaled::<M, F>(x, reduced);
+        let e = s.e;
+        let two_e = F::TWO * e;
+        if x < F::zero() {
+            let d = F::TWO + e * (F::TWO + e);
+            MishParts {
+                // 0 below the underflow cutoff, as `s.lead`.
+                lead: if s.lead == F::zero() {
+                    F::zero()
+                } else {
+                    s.scaled_e * (F::TWO + e) / d
+                },
+                complement: F::TWO / d,
+                sigmoid: s.lead,
+                unscale: s.unscale,
+            }
+        } else {
+            let d = F::ONE + two_e * (F::ONE + e);
+            MishParts {
+                lead: (F::ONE + two_e) / d,
+                complement: two_e * e / d,
+                sigmoid: s.lead,
+                unscale: s.unscale,
+            }
+        }
     }
-);
+}
+
+impl<F: Real> ElementwiseFn<F> for MishFn {
+    const NAME: &'static str = "Mish";
+    const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
+
+    fused_by_default!();
+    staged_value!();
+
+    #[inline(always)]
+    fn reduce_with<M: MulAdd>(&self, x: F) -> Reduced<F> {
+        math::sigmoid_reduce::<M, F>(x)
+    }
+
+    #[inline(always)]
+    fn finish_with<M: MulAdd>(&self, x: F, reduced: Reduced<F>) -> F {
+        let p = Self::parts::<M, F>(x, reduced);
+        times_unless_zero(x, p.lead) * p.unscale
+    }
+
+    #[inline(always)]
+    fn derivative_with<M: MulAdd>(&self, x: F) -> F {
+        // t + x σ(x) (1 - t)(1 + t), every term scaled alike.
+        let p = Self::parts::<M, F>(x, math::sigmoid_reduce::<M, F>(x));
+        let t = p.lead * p.unscale;
+        let slope = p.sigmoid * p.complement * (F::ONE + t);
+        (p.lead + times_unless_zero(x, slope)) * p.unscale
+    }
+}
+
+/// Mish: `y = x tanh(softplus(x))`, `dy/dx = tanh(sp) + x σ(x) (1 - tanh²(sp))`
+/// with `sp = ln(1 + eˣ)`.
+///
+/// # Example
+/// ```
+/// use ndlayers::activation::Mish;
+/// use ndlayers::prelude::*;
+/// use ndlayers::ndarray::array;
+///
+/// let y = Mish::new().forward(array![1.0_f64].view())?;
+/// assert!((y[0] - 0.8650983882673103).abs() < 1e-15); // mpmath: tanh(log(1+e))
+/// # Ok::<(), LayerError>(())
+/// ```
+pub type Mish<F, D> = Elementwise<MishFn, F, D>;
 
 // ---------------------------------------------------------------- Softplus
 
