@@ -66,6 +66,12 @@ pub trait MulAdd: Sized {
     /// `a · b + c`.
     fn mul_add<F: Real>(a: F, b: F, c: F) -> F;
 
+    /// `(p, error)` with `a · b = p + error` exactly: with [`Fused`], the
+    /// error is one multiply-add; with [`Unfused`], Dekker's product with
+    /// Veltkamp's split. `|a|, |b|` must stay below `MAX / SPLITTER` and the
+    /// product away from underflow.
+    fn two_product<F: Real>(a: F, b: F) -> (F, F);
+
     /// `e^x`, within 1 ulp over the whole range; `e^NaN = NaN`, `e^-∞ = 0`, `e^∞ = ∞`.
     #[inline(always)]
     fn exp<F: Real>(x: F) -> F {
@@ -294,21 +300,6 @@ pub(crate) fn two_sum<F: Real>(a: F, b: F) -> (F, F) {
     (s, (a - a_part) + (b - b_part))
 }
 
-/// `a · b = p + error` exactly (Dekker's product with Veltkamp's split, so
-/// both multiply-add flavours compute the same bits); `|a|, |b|` must stay
-/// below `MAX / SPLITTER` and the product away from underflow.
-#[inline(always)]
-pub(crate) fn two_product<F: Real>(a: F, b: F) -> (F, F) {
-    let split = |v: F| {
-        let t = F::SPLITTER * v;
-        let hi = t - (t - v);
-        (hi, v - hi)
-    };
-    let p = a * b;
-    let ((ah, al), (bh, bl)) = (split(a), split(b));
-    (p, ((ah * bh - p) + ah * bl + al * bh) + al * bl)
-}
-
 /// First half of [`MulAdd::expm1`] where only `x ≤ 0` matters (the
 /// exponential linear units): positive `x` are reduced as 0. Second half:
 /// [`expm1_finish`].
@@ -348,12 +339,30 @@ impl MulAdd for Fused {
     fn mul_add<F: Real>(a: F, b: F, c: F) -> F {
         a.mul_add(b, c)
     }
+
+    #[inline(always)]
+    fn two_product<F: Real>(a: F, b: F) -> (F, F) {
+        let p = a * b;
+        (p, a.mul_add(b, -p))
+    }
 }
 
 impl MulAdd for Unfused {
     #[inline(always)]
     fn mul_add<F: Real>(a: F, b: F, c: F) -> F {
         a * b + c
+    }
+
+    #[inline(always)]
+    fn two_product<F: Real>(a: F, b: F) -> (F, F) {
+        let split = |v: F| {
+            let t = F::SPLITTER * v;
+            let hi = t - (t - v);
+            (hi, v - hi)
+        };
+        let p = a * b;
+        let ((ah, al), (bh, bl)) = (split(a), split(b));
+        (p, ((ah * bh - p) + ah * bl + al * bh) + al * bl)
     }
 }
 

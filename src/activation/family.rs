@@ -415,8 +415,10 @@ const GELU_K: f64 = 1.595_769_121_605_730_8;
 const GELU_K_LO: f64 = -9.969_308_809_110_92e-17;
 /// The cubic coefficient of the tanh approximation.
 const GELU_CUBIC: f64 = 0.044_715;
-/// `0.044715 - GELU_CUBIC` (the decimal is not a binary fraction).
-const GELU_CUBIC_LO: f64 = 2.196_021_142_708_559_5e-18;
+/// `2√(2/π) · 0.044715` as a double word (mpmath).
+const GELU_KC: f64 = 0.071_354_816_272_600_25;
+/// `2√(2/π) · 0.044715 - GELU_KC`.
+const GELU_KC_LO: f64 = -6.175_149_918_155_315e-19;
 /// Past `|x| = 64` the tanh form's `σ(2u)` is 0 or 1 in both formats
 /// (`|2u| > 18000`), so `2u` needs no extra digits; below it, the exact
 /// products cannot overflow.
@@ -424,6 +426,10 @@ const GELU_TANH_DOUBLE_WORD_LIMIT: f64 = 64.0;
 /// Where `Φ(x)`'s `erfc` would leave the normal range (`erfc(26) = 5.7e-296`,
 /// `x = -26√2`), GELU switches to the asymptotic series.
 const GELU_ASYMPTOTIC_Z: f64 = 26.0;
+/// `√(2π)`.
+const FRAC_SQRT_2PI: f64 = 2.506_628_274_631_000_5;
+/// Past `|x| = 40`, `φ(x) = e^(-800)/√(2π)` is 0 in `f64`, and `x²` may overflow.
+const GELU_DENSITY_LIMIT: f64 = 40.0;
 
 /// The exact GELU's value and derivative, in `f64` (the `f32` layer rounds
 /// them once more: `erfc` is a scalar libm call either way, and `f64`
@@ -438,47 +444,55 @@ const GELU_ASYMPTOTIC_Z: f64 = 26.0;
 /// before `x·Φ(x)` does; there `Φ(x) = φ(x)/|x| · S` with the asymptotic
 /// series `S = Σ (-1)ⁿ (2n-1)!! / x²ⁿ` (eight terms: the ninth is below
 /// `2^-60` for `x² > 1352`), so `x Φ(x) = -φ(x)·S` with no subnormal on the way.
-fn gelu_exact(x: f64) -> (f64, f64) {
+fn gelu_exact(x: f64, derivative: bool) -> f64 {
     if x.is_infinite() {
         // The limits: x·1 and 1 on the right, -0 (tiny negative) on the left.
-        return if x > 0.0 { (x, 1.0) } else { (-0.0, -0.0) };
+        return match (x > 0.0, derivative) {
+            (true, false) => x,
+            (true, true) => 1.0,
+            (false, _) => -0.0,
+        };
     }
     let minus_x = -x;
     let zh = minus_x * FRAC_1_SQRT_2;
-    let zl = minus_x.mul_add(FRAC_1_SQRT_2, -zh) + minus_x * FRAC_1_SQRT_2_LO;
-    // φ(x) = e^(-x²/2)/√(2π), with x² = sh + sl exactly.
-    let sh = x * x;
-    let sl = x.mul_add(x, -sh);
-    let density = if sh.is_finite() {
+    let tail = zh > 1.0;
+    // φ(x) = e^(-x²/2)/√(2π), with x² = sh + sl exactly; needed by the
+    // derivative, and by the tail's correction (e^(-zh²) = √(2π)·φ(x) to
+    // far more digits than the correction's size needs).
+    let density = if (derivative || tail) && x.abs() < GELU_DENSITY_LIMIT {
+        let sh = x * x;
+        let sl = x.mul_add(x, -sh);
         FRAC_1_SQRT_2PI * (-0.5 * sh).exp() * (1.0 - 0.5 * sl)
     } else {
         0.0
     };
-    if zh > GELU_ASYMPTOTIC_Z && zh.is_finite() {
-        let inverse_square = 1.0 / sh;
+    if zh > GELU_ASYMPTOTIC_Z {
+        let inverse_square = 1.0 / (x * x);
         let (mut term, mut series) = (1.0, 1.0);
         for n in 1..=8 {
             term *= -f64::from(2 * n - 1) * inverse_square;
             series += term;
         }
-        let value = -density * series;
-        return (value, density * (series * (1.0 / minus_x) - minus_x));
+        return if derivative {
+            density * (series / minus_x - minus_x)
+        } else {
+            -density * series
+        };
     }
-    let erfc = libm::erfc(zh);
-    // The correction vanishes (and e^(-zh²) may overflow) away from the tail.
-    let correction = if zh > 1.0 {
-        zl * FRAC_2_SQRT_PI * (-zh * zh).exp()
+    let correction = if tail {
+        let zl = minus_x.mul_add(FRAC_1_SQRT_2, -zh) + minus_x * FRAC_1_SQRT_2_LO;
+        zl * FRAC_2_SQRT_PI * FRAC_SQRT_2PI * density
     } else {
         0.0
     };
-    let cdf = 0.5 * (erfc - correction);
-    let value = if cdf == 0.0 {
+    let cdf = 0.5 * (libm::erfc(zh) - correction);
+    if derivative {
+        cdf + x * density
+    } else if cdf == 0.0 {
         0.0f64.copysign(x)
     } else {
         x * cdf
-    };
-    let slope = if density == 0.0 { 0.0 } else { x * density };
-    (value, cdf + slope)
+    }
 }
 
 /// The double word `hi + lo` (an `f64` pair, 106 bits) as a double word of `F`.
@@ -503,27 +517,21 @@ impl GeluFn {
     ///
     /// The relative error of `σ(2u)` is `|δ(2u)|` where `2u < 0`, and `2u`
     /// reaches -380 at `x = -17`: plain rounding of `2u` (and of its two
-    /// constants, neither exact in binary) cost 500 ulps there. Every product
-    /// is exact (Dekker) and every sum carries its error (two-sum), so the
+    /// constants, neither exact in binary) cost 530 ulps there. Every product
+    /// is exact ([`MulAdd::two_product`]) and every sum carries its error (two-sum), so the
     /// only error left is the `lo` parts' own rounding.
     #[inline(always)]
-    fn two_u_double_word<F: Real>(x: F) -> (F, F) {
-        let (ch, cl) = split_constant::<F>(GELU_CUBIC, GELU_CUBIC_LO);
+    fn two_u_double_word<M: MulAdd, F: Real>(x: F) -> (F, F) {
+        // 2u = x (K + Kc x²): three exact products and one exact sum.
         let (kh, kl) = split_constant::<F>(GELU_K, GELU_K_LO);
-        // c·x²
-        let (sh, sl) = math::two_product(x, x);
-        let (ph, pl) = math::two_product(ch, sh);
-        let pl = pl + (ch * sl + cl * sh);
-        // 1 + c·x²
-        let (th, tl) = math::two_sum(F::ONE, ph);
-        let tl = tl + pl;
-        // x·(1 + c·x²)
-        let (mh, ml) = math::two_product(x, th);
-        let ml = ml + x * tl;
-        // K·x·(1 + c·x²)
-        let (uh, ul) = math::two_product(kh, mh);
-        let ul = ul + (kh * ml + kl * mh);
-        let (hi, lo) = math::two_sum(uh, ul);
+        let (ch, cl) = split_constant::<F>(GELU_KC, GELU_KC_LO);
+        let (sh, sl) = M::two_product(x, x);
+        let (qh, ql) = M::two_product(ch, sh);
+        let ql = ql + (ch * sl + cl * sh);
+        let (rh, rl) = math::two_sum(kh, qh);
+        let rl = rl + (kl + ql);
+        let (hi, lo) = M::two_product(x, rh);
+        let lo = lo + x * rl;
         // A blend, not a branch, so the loops stay vectorised.
         if x.abs() < F::lit(GELU_TANH_DOUBLE_WORD_LIMIT) {
             (hi, lo)
@@ -553,7 +561,7 @@ impl<F: Real> ElementwiseFn<F> for GeluFn {
             // erfc is a scalar libm call; nothing to stage.
             GeluApproximation::None => [x, F::zero()],
             GeluApproximation::Tanh => {
-                let (hi, lo) = Self::two_u_double_word(x);
+                let (hi, lo) = Self::two_u_double_word::<M, F>(x);
                 math::sigmoid_reduce_carrying::<M, F>(hi, lo)
             }
         }
@@ -562,7 +570,7 @@ impl<F: Real> ElementwiseFn<F> for GeluFn {
     #[inline(always)]
     fn finish_with<M: MulAdd>(&self, x: F, reduced: Reduced<F>) -> F {
         match self.approximation {
-            GeluApproximation::None => F::lit(gelu_exact(x.to_f64().unwrap_or(f64::NAN)).0),
+            GeluApproximation::None => F::lit(gelu_exact(x.to_f64().unwrap_or(f64::NAN), false)),
             GeluApproximation::Tanh => {
                 let s = math::sigmoid_scaled::<M, F>(Self::two_u(x), reduced);
                 times_unless_zero(x, s.lead) * s.unscale
@@ -573,10 +581,10 @@ impl<F: Real> ElementwiseFn<F> for GeluFn {
     #[inline(always)]
     fn derivative_with<M: MulAdd>(&self, x: F) -> F {
         match self.approximation {
-            GeluApproximation::None => F::lit(gelu_exact(x.to_f64().unwrap_or(f64::NAN)).1),
+            GeluApproximation::None => F::lit(gelu_exact(x.to_f64().unwrap_or(f64::NAN), true)),
             GeluApproximation::Tanh => {
                 // d/dx [x σ(2u)] = σ(2u) (1 + x · σ(-2u) · 2u')
-                let (hi, lo) = Self::two_u_double_word(x);
+                let (hi, lo) = Self::two_u_double_word::<M, F>(x);
                 let s =
                     math::sigmoid_scaled::<M, F>(hi, math::sigmoid_reduce_carrying::<M, F>(hi, lo));
                 let factor = F::ONE + times_unless_zero(x * Self::two_du(x), s.other);
