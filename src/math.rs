@@ -58,11 +58,27 @@ pub struct Fused;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Unfused;
 
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Fused {}
+    impl Sealed for super::Unfused {}
+}
+
 /// How `a · b + c` is computed, and the math written on top of it.
 ///
-/// Implemented by [`Fused`] and [`Unfused`]; the provided methods are the
+/// Implemented by [`Fused`] and [`Unfused`] only (the trait is sealed: the
+/// error bounds are proven for those two); the provided methods are the
 /// public face of this module.
-pub trait MulAdd: Sized {
+///
+/// ```compile_fail
+/// // error[E0277]: the trait bound `Mine: Sealed` is not satisfied
+/// struct Mine;
+/// impl ndlayers::math::MulAdd for Mine {
+///     fn mul_add<F: ndlayers::Real>(a: F, b: F, c: F) -> F { a * b + c }
+///     fn two_product<F: ndlayers::Real>(a: F, b: F) -> (F, F) { (a * b, F::zero()) }
+/// }
+/// ```
+pub trait MulAdd: Sized + sealed::Sealed {
     /// `a · b + c`.
     fn mul_add<F: Real>(a: F, b: F, c: F) -> F;
 
@@ -382,8 +398,8 @@ fn clamp_keep_nan<F: Real>(x: F, lo: F, hi: F) -> F {
 /// Cody–Waite reduction: `x = k·ln2 + r` with integer `k` and `|r| ≤ ln2/2`.
 ///
 /// Returns `k + ROUND_SHIFTER` (whose low mantissa bits hold `k`, for
-/// [`Real::exp2_shifted`]) and `r`. `k·LN2_HI` is exact (see
-/// [`Real::LN2_HI`]) and the fused subtraction rounds once, so `r` carries
+/// `Internals::exp2_shifted`) and `r`. `k·LN2_HI` is exact (see
+/// `Internals::LN2_HI`) and the fused subtraction rounds once, so `r` carries
 /// only the rounding of `k·LN2_LO`, far below an ulp of the result.
 #[inline(always)]
 fn reduce<M: MulAdd, F: Real>(x: F) -> Reduced<F> {
@@ -428,7 +444,7 @@ fn polynomial<M: MulAdd, F: Real>(r: F, coefficients: &[F]) -> F {
 /// independent, so the chain is one multiply-add shorter than `r + r²·P(r)`
 /// (16 cycles instead of 20 on Zen 3), at the price of one more rounding of
 /// the first group (tanh's worst case for `f32` moves from 2.50 to 2.58 ulp).
-/// The truncation bound is on [`Real::EXPM1_TAYLOR`].
+/// The truncation bound is on `Internals::EXPM1_TAYLOR`.
 #[inline(always)]
 fn expm1_reduced<M: MulAdd, F: Real>(r: F) -> F {
     let c = &F::EXPM1_TAYLOR;
