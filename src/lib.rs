@@ -35,6 +35,21 @@
 //! whole float range, `NaN` in gives `NaN` out, and bad calls return a
 //! [`LayerError`] instead of panicking.
 //!
+//! # How the modules stack
+//!
+//! From the bottom up; each uses only those above it:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`real`] | [`Real`], the float trait (`f32`, `f64`) |
+//! | [`math`] | branch-free `exp`, `expm1`, `ln_1p`, `sigmoid`, `tanh`, in two multiply-add flavours |
+//! | `kernels` (private) | the SIMD loops, dispatched at run time; [`ElementwiseFn`] is what they run |
+//! | [`layer`] | [`Layer`] and [`LayerError`] |
+//! | [`optim`] | [`Parameters`], the view of a layer's weights, and [`Sgd`] |
+//! | [`activation`], [`softmax`], [`prelu`] | the activation layers |
+//! | [`dense`], [`loss`] | what training needs around them |
+//! | [`gradcheck`] | finite-difference checks for any [`Layer`] |
+//!
 //! # Where ndlayers differs from PyTorch
 //!
 //! PyTorch is the reference for names, defaults and semantics: every type's

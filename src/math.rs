@@ -168,7 +168,7 @@ pub trait MulAdd: Sized + sealed::Sealed {
 // Each function below the public ones is cut in two at its argument reduction
 // `x = k·ln2 + r`: `f(x) = finish(x, reduce(x))`. The public methods compose
 // the halves; the kernels run them as two loops over a block of elements
-// (`kernels::staged`), which is faster and gives the same bits.
+// (`kernels::staging::staged`), which is faster and gives the same bits.
 
 /// The argument reduction that the two halves of a function pass between
 /// them: `[k + ROUND_SHIFTER, r]` (see [`reduce`]).

@@ -13,8 +13,6 @@
 //! [`Softplus`], [`Softsign`], [`HardTanh`], [`Relu6`], [`HardSigmoid`],
 //! [`HardSwish`], [`LogSigmoid`].
 
-use std::fmt::Debug;
-
 /// Inside an [`ElementwiseFn`] impl that writes `value_with` and
 /// `derivative_with`: defines `value` and `derivative` as their
 /// [`Fused`](crate::math::Fused) flavour.
@@ -54,75 +52,10 @@ use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, ShapeBuilder};
 
 use crate::buffer::{is_fortran, reuse_like};
 use crate::kernels;
+pub use crate::kernels::{DerivativeFrom, ElementwiseFn};
 use crate::layer::{Layer, LayerError};
 use crate::math::{self, MulAdd, Reduced};
 use crate::real::Real;
-
-/// Which value an activation's derivative is written in terms of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DerivativeFrom {
-    /// `dy/dx` is a function of `y`: the layer caches its output.
-    Output,
-    /// `dy/dx` is a function of `x`: the layer caches its input.
-    Input,
-}
-
-/// One elementwise activation: its value and its derivative.
-///
-/// Implement this to add an activation; [`Elementwise`] supplies the layer,
-/// the caching, the vectorised loops and every memory layout.
-/// Both methods must be branch-free in spirit (`if` on floats is fine: it
-/// becomes a blend) and `#[inline(always)]`, so the slice loops vectorise.
-pub trait ElementwiseFn<F: Real>: Clone + Debug + Send + Sync {
-    /// Name used in error messages.
-    const NAME: &'static str;
-    /// Whether [`derivative`](Self::derivative) takes `y` or `x`.
-    const DERIVATIVE_FROM: DerivativeFrom;
-    /// `f(x)`.
-    fn value(&self, x: F) -> F;
-    /// `f'(x)`, written in terms of the cached value (`y` or `x`, per [`Self::DERIVATIVE_FROM`]).
-    fn derivative(&self, cached: F) -> F;
-
-    /// [`value`](Self::value) with the multiply-adds of [`crate::math`] in flavour `M`.
-    ///
-    /// The kernels call this, with [`Unfused`](crate::math::Unfused) on CPUs
-    /// without an FMA instruction. Activations that use `crate::math`
-    /// override it (and define `value` as `value_with::<Fused>`); the default
-    /// is `value` itself.
-    #[doc(hidden)]
-    #[inline(always)]
-    fn value_with<M: MulAdd>(&self, x: F) -> F {
-        self.value(x)
-    }
-
-    /// [`derivative`](Self::derivative) with multiply-adds in flavour `M`; see [`Self::value_with`].
-    #[doc(hidden)]
-    #[inline(always)]
-    fn derivative_with<M: MulAdd>(&self, cached: F) -> F {
-        self.derivative(cached)
-    }
-
-    /// Whether the forward kernels compute [`Self::value_with`] in two
-    /// stages, as `finish_with(x, reduce_with(x))` (see the private
-    /// `kernels::staged`). Set by the activations built on `exp`; the
-    /// default runs `value_with` in one loop.
-    #[doc(hidden)]
-    const STAGED: bool = false;
-
-    /// First stage of a [`Self::STAGED`] value: the argument reduction.
-    #[doc(hidden)]
-    #[inline(always)]
-    fn reduce_with<M: MulAdd>(&self, x: F) -> Reduced<F> {
-        [x, F::zero()]
-    }
-
-    /// Second stage of a [`Self::STAGED`] value, from `x` and [`Self::reduce_with`]`(x)`.
-    #[doc(hidden)]
-    #[inline(always)]
-    fn finish_with<M: MulAdd>(&self, x: F, _reduced: Reduced<F>) -> F {
-        self.value_with::<M>(x)
-    }
-}
 
 /// The logistic sigmoid kernel, for [`Sigmoid`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -1,0 +1,221 @@
+//! What an elementwise activation is to the kernels ([`ElementwiseFn`]),
+//! and the forward and backward loops over arrays of any layout.
+
+use std::fmt::Debug;
+
+use multiversion::multiversion;
+use ndarray::{ArrayView, ArrayViewMut, Axis, Dimension, Zip};
+
+use super::chunked;
+use super::staging::staged;
+use crate::math::{MulAdd, Reduced};
+use crate::real::Real;
+
+/// Which value an activation's derivative is written in terms of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DerivativeFrom {
+    /// `dy/dx` is a function of `y`: the layer caches its output.
+    Output,
+    /// `dy/dx` is a function of `x`: the layer caches its input.
+    Input,
+}
+
+/// One elementwise activation: its value and its derivative.
+///
+/// Implement this to add an activation; [`Elementwise`](crate::activation::Elementwise) supplies the layer,
+/// the caching, the vectorised loops and every memory layout.
+/// Both methods must be branch-free in spirit (`if` on floats is fine: it
+/// becomes a blend) and `#[inline(always)]`, so the slice loops vectorise.
+pub trait ElementwiseFn<F: Real>: Clone + Debug + Send + Sync {
+    /// Name used in error messages.
+    const NAME: &'static str;
+    /// Whether [`derivative`](Self::derivative) takes `y` or `x`.
+    const DERIVATIVE_FROM: DerivativeFrom;
+    /// `f(x)`.
+    fn value(&self, x: F) -> F;
+    /// `f'(x)`, written in terms of the cached value (`y` or `x`, per [`Self::DERIVATIVE_FROM`]).
+    fn derivative(&self, cached: F) -> F;
+
+    /// [`value`](Self::value) with the multiply-adds of [`crate::math`] in flavour `M`.
+    ///
+    /// The kernels call this, with [`Unfused`](crate::math::Unfused) on CPUs
+    /// without an FMA instruction. Activations that use `crate::math`
+    /// override it (and define `value` as `value_with::<Fused>`); the default
+    /// is `value` itself.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn value_with<M: MulAdd>(&self, x: F) -> F {
+        self.value(x)
+    }
+
+    /// [`derivative`](Self::derivative) with multiply-adds in flavour `M`; see [`Self::value_with`].
+    #[doc(hidden)]
+    #[inline(always)]
+    fn derivative_with<M: MulAdd>(&self, cached: F) -> F {
+        self.derivative(cached)
+    }
+
+    /// Whether the forward kernels compute [`Self::value_with`] in two
+    /// stages, as `finish_with(x, reduce_with(x))` (see the private
+    /// `kernels::staging::staged`). Set by the activations built on `exp`; the
+    /// default runs `value_with` in one loop.
+    #[doc(hidden)]
+    const STAGED: bool = false;
+
+    /// First stage of a [`Self::STAGED`] value: the argument reduction.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn reduce_with<M: MulAdd>(&self, x: F) -> Reduced<F> {
+        [x, F::zero()]
+    }
+
+    /// Second stage of a [`Self::STAGED`] value, from `x` and [`Self::reduce_with`]`(x)`.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn finish_with<M: MulAdd>(&self, x: F, _reduced: Reduced<F>) -> F {
+        self.value_with::<M>(x)
+    }
+}
+
+simd! {
+    fn forward_slice<F: Real, A: ElementwiseFn<F>>(act: &A, x: &[F], y: &mut [F]) {
+        mul_add_flavour!(M);
+        if A::STAGED {
+            staged(x, y, |x| act.reduce_with::<M>(x), |x, r| act.finish_with::<M>(x, r));
+            return;
+        }
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = act.value_with::<M>(x);
+        }
+    }
+}
+
+simd! {
+    fn backward_slice<F: Real, A: ElementwiseFn<F>>(act: &A, cached: &[F], g: &[F], out: &mut [F]) {
+        mul_add_flavour!(M);
+        for ((out, &c), &g) in out.iter_mut().zip(cached).zip(g) {
+            *out = g * act.derivative_with::<M>(c);
+        }
+    }
+}
+
+/// `y = act(x)` elementwise; `x` and `y` must have the same shape.
+pub(crate) fn map_unary<F: Real, A: ElementwiseFn<F>, D: Dimension>(
+    act: &A,
+    x: ArrayView<'_, F, D>,
+    mut y: ArrayViewMut<'_, F, D>,
+) {
+    debug_assert_eq!(x.shape(), y.shape());
+    if x.strides() == y.strides()
+        && let (Some(xs), Some(ys)) = (x.as_slice_memory_order(), y.as_slice_memory_order_mut())
+    {
+        chunked([xs], ys, 1, |[xs], ys| forward_slice(act, xs, ys));
+        return;
+    }
+    if let Some(axis) = contiguous_rows(&[x.view(), y.view()]) {
+        Zip::from(x.lanes(axis))
+            .and(y.lanes_mut(axis))
+            .for_each(|x, mut y| {
+                if let (Some(xs), Some(ys)) = (x.as_slice(), y.as_slice_mut()) {
+                    forward_slice(act, xs, ys);
+                }
+            });
+        return;
+    }
+    gathered([x.iter()], y.iter_mut(), |[xs], ys| {
+        forward_slice(act, xs, ys)
+    });
+}
+
+/// Rows at least this long go to the slice kernel one by one when only the
+/// rows are contiguous; shorter ones are copied through [`gathered`], since a
+/// call per row of 8 costs as much as copying its elements one by one
+/// (sigmoid forward, ns an element: rows of 1000: 2.4 gathered, 0.44 by
+/// rows; rows of 32: 2.4, 0.59; rows of 8: 2.4, 2.4).
+const MIN_CONTIGUOUS_ROW: usize = 16;
+
+/// The last axis, if every array is contiguous along it (unit stride) and it
+/// is at least [`MIN_CONTIGUOUS_ROW`] long: a range of columns of a wider
+/// matrix (an LSTM's gate block, say), whose rows are slices though the whole is not.
+fn contiguous_rows<F, D: Dimension>(arrays: &[ArrayView<'_, F, D>]) -> Option<Axis> {
+    let last = arrays.first()?.ndim().checked_sub(1)?;
+    let long = arrays[0].len_of(Axis(last)) >= MIN_CONTIGUOUS_ROW;
+    let unit = arrays.iter().all(|a| a.strides()[last] == 1);
+    (long && unit).then_some(Axis(last))
+}
+
+/// `out = g · act'(cached)` elementwise; all three must have the same shape.
+pub(crate) fn map_backward<F: Real, A: ElementwiseFn<F>, D: Dimension>(
+    act: &A,
+    cached: ArrayView<'_, F, D>,
+    g: ArrayView<'_, F, D>,
+    mut out: ArrayViewMut<'_, F, D>,
+) {
+    debug_assert_eq!(cached.shape(), g.shape());
+    debug_assert_eq!(cached.shape(), out.shape());
+    if cached.strides() == g.strides()
+        && g.strides() == out.strides()
+        && let (Some(cs), Some(gs), Some(os)) = (
+            cached.as_slice_memory_order(),
+            g.as_slice_memory_order(),
+            out.as_slice_memory_order_mut(),
+        )
+    {
+        chunked([cs, gs], os, 1, |[cs, gs], os| {
+            backward_slice(act, cs, gs, os)
+        });
+        return;
+    }
+    if let Some(axis) = contiguous_rows(&[cached.view(), g.view(), out.view()]) {
+        Zip::from(cached.lanes(axis))
+            .and(g.lanes(axis))
+            .and(out.lanes_mut(axis))
+            .for_each(|c, g, mut o| {
+                if let (Some(cs), Some(gs), Some(os)) =
+                    (c.as_slice(), g.as_slice(), o.as_slice_mut())
+                {
+                    backward_slice(act, cs, gs, os);
+                }
+            });
+        return;
+    }
+    gathered([cached.iter(), g.iter()], out.iter_mut(), |[cs, gs], os| {
+        backward_slice(act, cs, gs, os)
+    });
+}
+
+/// Elements a [`gathered`] block holds: enough to amortise a dispatched call,
+/// few enough to stay on the stack and in L1.
+const GATHER_BLOCK: usize = 256;
+
+/// Runs a slice kernel over arrays that share no memory order (transposed,
+/// stepped, reversed, mixed): blocks of elements are copied in logical order
+/// into stack buffers, computed by `f`, and copied out. Every layout thus
+/// runs the same dispatched code as contiguous data and gets bit-identical
+/// results at the same speed per element, rather than the math compiled for
+/// baseline x86-64, where each fused multiply-add is a libm call.
+fn gathered<'a, F: Real, D: Dimension, const N: usize>(
+    mut inputs: [ndarray::iter::Iter<'a, F, D>; N],
+    mut out: ndarray::iter::IterMut<'a, F, D>,
+    f: impl Fn([&[F]; N], &mut [F]),
+) {
+    let mut blocks = [[F::zero(); GATHER_BLOCK]; N];
+    let mut results = [F::zero(); GATHER_BLOCK];
+    loop {
+        let mut len = GATHER_BLOCK;
+        for (block, input) in blocks.iter_mut().zip(inputs.iter_mut()) {
+            // The block comes first in the zip, so no element is drawn and dropped.
+            len = block.iter_mut().zip(input).map(|(b, &v)| *b = v).count();
+        }
+        if len == 0 {
+            return;
+        }
+        f(
+            std::array::from_fn(|i| &blocks[i][..len]),
+            &mut results[..len],
+        );
+        for (&r, o) in results[..len].iter().zip(out.by_ref()) {
+            *o = r;
+        }
+    }
+}

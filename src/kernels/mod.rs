@@ -1,0 +1,115 @@
+//! The loops that touch every element, compiled once per SIMD target and
+//! dispatched at run time.
+//!
+//! Each loop is plain Rust over slices calling the `#[inline(always)]` math of
+//! [`crate::math`] and an activation's [`ElementwiseFn`]; `multiversion`
+//! compiles it for AVX-512, AVX2+FMA, NEON and the portable baseline, and
+//! calls the best one the CPU supports (detected once, then cached). LLVM
+//! vectorises each copy for its target. Reductions keep [`LANES`]
+//! independent accumulators, because LLVM may not reassociate a single float sum.
+//!
+//! The folder, from the bottom up (each file uses only those above it, and
+//! [`crate::math`] and [`crate::real`]; nothing here knows about layers):
+//!
+//! | file | what |
+//! |---|---|
+//! | `mod.rs` | the `simd!` dispatch, the multiply-add flavour, threading ([`chunked`]) |
+//! | `staging.rs` | two-loop evaluation of `exp`-based functions over L1 blocks |
+//! | `reduce.rs` | maxima, dot products and sums with independent accumulators |
+//! | `elementwise.rs` | [`ElementwiseFn`], and the forward and backward loops over any layout |
+//! | `short_rows.rs` | rows of fewer than [`SHORT_ROW`] elements as two overlapping vectors |
+//! | `softmax.rs` | row-wise softmax and softmin, forward and backward |
+//! | `log_softmax.rs` | row-wise log-softmax, forward and backward |
+//!
+//! The layout-generic entry points ([`map_unary`], [`map_backward`]) take the
+//! slice path whenever all arrays share one contiguous memory order, and
+//! otherwise gather blocks into contiguous buffers for the same slice code.
+
+// Macros first: textual scope.
+/// Compiles a function once per SIMD target and dispatches to the best one the
+/// CPU has, detected at run time: AVX-512, AVX2+FMA, NEON, or the portable baseline.
+///
+/// (multiversion enables its AVX-512 target only on CPUs with the Ice Lake /
+/// Zen 4 feature set, where 512-bit code does not lower the clock; older
+/// AVX-512 CPUs run the AVX2 code.)
+macro_rules! simd {
+    ($function:item) => {
+        #[multiversion(targets(
+            "x86_64+avx512f+avx512vl+avx512dq+avx512bw+avx2+fma",
+            "x86_64+avx2+fma",
+            "aarch64+neon"
+        ))]
+        $function
+    };
+}
+
+/// Declares the type `$flavour` as the multiply-add flavour of the SIMD target
+/// a `simd!` function is being compiled for: [`Fused`](crate::math::Fused)
+/// where the target has an FMA instruction (x86-64 with FMA, every aarch64),
+/// [`Unfused`](crate::math::Unfused) where `mul_add` would be a call into
+/// libm's software `fma` for every operation. Only valid inside `simd!`.
+macro_rules! mul_add_flavour {
+    ($flavour:ident) => {
+        #[multiversion::target::target_cfg(any(target_feature = "fma", target_arch = "aarch64"))]
+        type $flavour = crate::math::Fused;
+        #[multiversion::target::target_cfg(not(any(
+            target_feature = "fma",
+            target_arch = "aarch64"
+        )))]
+        type $flavour = crate::math::Unfused;
+    };
+}
+
+mod elementwise;
+mod log_softmax;
+mod reduce;
+mod short_rows;
+mod softmax;
+mod staging;
+
+pub use elementwise::{DerivativeFrom, ElementwiseFn};
+pub(crate) use elementwise::{map_backward, map_unary};
+pub(crate) use log_softmax::{log_softmax_backward_rows, log_softmax_rows};
+pub(crate) use reduce::sum;
+pub(crate) use softmax::{softmax_backward_rows, softmax_rows};
+
+use crate::real::Real;
+
+/// Independent accumulators in a reduction: two AVX2 registers of `f32`,
+/// enough to hide the latency of the adds.
+pub(crate) const LANES: usize = 16;
+
+/// Below this many elements a loop stays on the calling thread, so that small
+/// batches never pay for waking workers (PyTorch's grain size is 32768 too).
+#[cfg(feature = "rayon")]
+const PARALLEL_MIN: usize = 32 * 1024;
+
+/// Runs `f` over `out` and the matching parts of `inputs`, cut into pieces of a
+/// multiple of `unit` elements (a softmax row, or 1).
+///
+/// With the `rayon` feature and at least [`PARALLEL_MIN`] elements, the pieces
+/// (one per thread, each at least `PARALLEL_MIN`) run in parallel; otherwise
+/// `f` sees the whole slices at once.
+pub(crate) fn chunked<F: Real, const N: usize>(
+    inputs: [&[F]; N],
+    out: &mut [F],
+    unit: usize,
+    f: impl Fn([&[F]; N], &mut [F]) + Sync,
+) {
+    #[cfg(feature = "rayon")]
+    if out.len() >= PARALLEL_MIN && unit > 0 {
+        use rayon::prelude::*;
+        let per_thread = out
+            .len()
+            .div_ceil(rayon::current_num_threads())
+            .max(PARALLEL_MIN);
+        let piece = per_thread.div_ceil(unit) * unit;
+        out.par_chunks_mut(piece).enumerate().for_each(|(i, out)| {
+            let start = i * piece;
+            f(inputs.map(|input| &input[start..start + out.len()]), out)
+        });
+        return;
+    }
+    let _ = unit;
+    f(inputs, out)
+}

@@ -1,0 +1,94 @@
+//! Two-loop evaluation of the functions built on `exp`: the argument
+//! reductions of a block are stored, then finished (see [`staged`]).
+
+use crate::math::{self, MulAdd, Reduced};
+use crate::real::Real;
+
+/// Elements in a block of [`staged`]: its two stack buffers (2 KiB for `f32`)
+/// stay in L1. (Measured: 64 loses most of the gain, 1024 some of it.)
+const STAGE_BLOCK: usize = 256;
+
+/// Slices shorter than this are computed in one loop by [`staged`]: a
+/// 256-element block's worth of setup (two stack buffers) is not repaid
+/// below it (measured on rows of 64: 0.81 ns an element staged, 0.55 not).
+const MIN_STAGED: usize = 256;
+
+/// A stack buffer on its own cache lines, so that no vector load or store
+/// of it is split across two.
+#[repr(align(64))]
+pub(super) struct CacheAligned<T>(pub(super) T);
+
+/// `y = finish(x, reduce(x))`, as two loops over each block of [`STAGE_BLOCK`]
+/// elements: the first stores the argument reductions, the second reads them
+/// back and finishes. Same operations, so the same bits as one loop.
+///
+/// Why: in one loop, every element carries a dependency chain of about 50
+/// cycles (sigmoid: the reduction, the polynomial, a division), and Zen 3's
+/// floating-point scheduler holds only about three iterations of it, so
+/// the loop runs at the chain's pace, not the pipes'. Each stage alone has a
+/// chain half as long; the round trip through L1 costs two stores and two
+/// loads per vector of eight `f32`. Measured on L1-resident data (2048
+/// elements): sigmoid 0.53 → 0.43 ns an element, tanh 0.60 → 0.44, softmax
+/// rows of 1000 0.745 → 0.725. The buffers must be cache-line aligned: at
+/// 8 bytes off, every other vector store is split across two lines and the
+/// gain is gone (sigmoid 0.64 ns, at about half of all stack positions).
+#[inline(always)]
+pub(super) fn staged<F: Real>(
+    x: &[F],
+    y: &mut [F],
+    reduce: impl Fn(F) -> Reduced<F>,
+    finish: impl Fn(F, Reduced<F>) -> F,
+) {
+    staged_pairs(
+        x,
+        x,
+        y,
+        |x, _| reduce(x),
+        |x, _, reduced| finish(x, reduced),
+    );
+}
+
+/// [`staged`] with a second input: `y = finish(a, b, reduce(a, b))`.
+#[inline(always)]
+pub(super) fn staged_pairs<F: Real>(
+    a: &[F],
+    b: &[F],
+    y: &mut [F],
+    reduce: impl Fn(F, F) -> Reduced<F>,
+    finish: impl Fn(F, F, Reduced<F>) -> F,
+) {
+    if a.len() < MIN_STAGED {
+        // Short slices (a row of a strided matrix or of a softmax) skip the
+        // stage buffers, whose setup would cost more than staging saves.
+        for (y, (&a, &b)) in y.iter_mut().zip(a.iter().zip(b)) {
+            *y = finish(a, b, reduce(a, b));
+        }
+        return;
+    }
+    let mut shifted = CacheAligned([F::zero(); STAGE_BLOCK]);
+    let mut r = CacheAligned([F::zero(); STAGE_BLOCK]);
+    let blocks = a.chunks(STAGE_BLOCK).zip(b.chunks(STAGE_BLOCK));
+    for ((ab, bb), yb) in blocks.zip(y.chunks_mut(STAGE_BLOCK)) {
+        let (shifted, r) = (&mut shifted.0[..ab.len()], &mut r.0[..ab.len()]);
+        let reductions = shifted.iter_mut().zip(r.iter_mut());
+        for ((shifted, r), (&a, &b)) in reductions.zip(ab.iter().zip(bb)) {
+            [*shifted, *r] = reduce(a, b);
+        }
+        let reductions = shifted.iter().zip(&*r);
+        for ((y, (&a, &b)), (&shifted, &r)) in yb.iter_mut().zip(ab.iter().zip(bb)).zip(reductions)
+        {
+            *y = finish(a, b, [shifted, r]);
+        }
+    }
+}
+
+/// `y = e^arg(x)` for `arg(x) ≤ 0` (or NaN), by [`staged`].
+#[inline(always)]
+pub(super) fn staged_exp<M: MulAdd, F: Real>(x: &[F], y: &mut [F], arg: impl Fn(F) -> F) {
+    staged(
+        x,
+        y,
+        |x| math::exp_nonpositive_reduce::<M, F>(arg(x)),
+        |_, reduced| math::exp_nonpositive_finish::<M, F>(reduced),
+    );
+}
