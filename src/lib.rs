@@ -31,9 +31,10 @@
 //! trait, and a public gradient checker, [`gradcheck`].
 //!
 //! Each layer's page has a table of what it does with `NaN`, `±∞`, huge
-//! values and empty arrays. In short: results are within a few ulps over the
-//! whole float range, `NaN` in gives `NaN` out, and bad calls return a
-//! [`LayerError`] instead of panicking.
+//! values and empty arrays. In short: forward results are within 4 ulps of
+//! the correctly rounded value over the whole float range (the README's
+//! accuracy table gives each function's bound, forward and backward), `NaN`
+//! in gives `NaN` out, and bad calls return a [`LayerError`] instead of panicking.
 //!
 //! # How the modules stack
 //!
