@@ -65,7 +65,7 @@
 //!
 //! | difference | why | example (`f32`) |
 //! |---|---|---|
-//! | NaN propagates | NaN in gives NaN out, in backward too | HardSwish, CELU, ELU backward at NaN: PyTorch 1, ndlayers NaN |
+//! | NaN propagates | NaN in gives NaN out, in backward too | ReLU, ELU, CELU, HardSwish backward at NaN: PyTorch 1 (PReLU, LeakyReLU: the slope), ndlayers NaN |
 //! | Limits at ±∞ | the function has a limit there, PyTorch computes `∞ · 0` | GELU(-∞): PyTorch NaN, ndlayers -0; Softsign(∞): NaN, 1 |
 //! | Digits PyTorch loses | PyTorch's formula cancels or underflows early; ndlayers is within its bound | GELU(-5.5): PyTorch -1.639e-7, ndlayers -1.0444267e-7 (exact -1.0444259e-7) |
 //! | Signs of zero | a tiny negative result rounds to -0 | GELU'(-40): PyTorch +0, ndlayers -0 |
