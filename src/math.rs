@@ -265,16 +265,18 @@ pub(crate) fn sigmoid_scaled<M: MulAdd, F: Real>(t: F, reduced: Reduced<F>) -> S
     let negative = t < F::zero();
     // Below the cutoff the reduction was clamped (e is e^cutoff, not e^t): the
     // true σ(t)·|t| rounds to 0 there, and so must every product of `lead`.
-    let lead = if t < F::EXP_UNDERFLOW {
+    // The numerators are chosen first, so that each quotient is one division.
+    let lead_numerator = if t < F::EXP_UNDERFLOW {
         F::zero()
     } else if negative {
-        scaled_e / d
+        scaled_e
     } else {
-        F::ONE / d
+        F::ONE
     };
+    let other_numerator = if negative { F::ONE } else { e };
     ScaledSigmoid {
-        lead,
-        other: if negative { F::ONE / d } else { e / d },
+        lead: lead_numerator / d,
+        other: other_numerator / d,
         unscale: F::lit(if t < F::zero() {
             1.0 / TWO_POW_SHIFT
         } else {
