@@ -679,7 +679,7 @@ pub type Silu<F, D> = Elementwise<SiluFn, F, D>;
 #[inline(always)]
 fn softplus<M: MulAdd, F: Real>(x: F) -> F {
     let positive = if x > F::zero() { x } else { F::zero() };
-    positive + M::exp_nonpositive(-x.abs()).ln_1p()
+    positive + M::ln_1p(M::exp_nonpositive(-x.abs()))
 }
 
 /// The kernel of [`Mish`].
@@ -1078,7 +1078,7 @@ plain_kernel!(
     LogSigmoid, LogSigmoidFn, "LogSigmoid",
     |x| {
         let negative = if x < F::zero() { x } else { F::zero() };
-        negative - M::exp_nonpositive(-x.abs()).ln_1p()
+        negative - M::ln_1p(M::exp_nonpositive(-x.abs()))
     },
     |x| M::sigmoid(-x)
 );
