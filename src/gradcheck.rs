@@ -179,6 +179,38 @@ impl GradCheck {
         Ok((g, dx))
     }
 
+    /// Smallest and largest accepted [`step`](Self::step): below `1e-12` the
+    /// difference quotient is all rounding error of `f64` losses; above `0.1`
+    /// it measures the secant of a wide interval, not a derivative.
+    pub const STEP_RANGE: (f64, f64) = (1e-12, 0.1);
+
+    /// Checks the settings, naming the one that is wrong: `step` in
+    /// [`STEP_RANGE`](Self::STEP_RANGE), `atol` and `rtol` finite and not
+    /// negative, and not both 0 (no comparison could then pass).
+    pub fn validate(&self) -> Result<(), LayerError> {
+        let invalid = |name: &'static str, value: f64, requirement: &'static str| {
+            Err(LayerError::InvalidParameter {
+                layer: "GradCheck",
+                name,
+                value: value.to_string(),
+                requirement,
+            })
+        };
+        let (lo, hi) = Self::STEP_RANGE;
+        if !(self.step >= lo && self.step <= hi) {
+            return invalid("step", self.step, "must be in [1e-12, 0.1]");
+        }
+        for (name, value) in [("atol", self.atol), ("rtol", self.rtol)] {
+            if !(value >= 0.0 && value.is_finite()) {
+                return invalid(name, value, "must be finite and not negative");
+            }
+        }
+        if self.atol == 0.0 && self.rtol == 0.0 {
+            return invalid("atol", self.atol, "atol and rtol must not both be 0");
+        }
+        Ok(())
+    }
+
     /// Checks `dL/dx` from `layer.backward` against finite differences at `input`.
     ///
     /// Returns the report when every element passes, or [`GradCheckError::Mismatch`]
@@ -188,6 +220,7 @@ impl GradCheck {
         layer: &mut L,
         input: ArrayView<'_, f64, D>,
     ) -> Result<GradCheckReport, GradCheckError> {
+        self.validate()?;
         let (g, analytic) = self.differentiate(layer, input.view())?;
         self.check_function("input", input, analytic.view(), |x| {
             Self::loss(layer, x, &g)
@@ -201,6 +234,7 @@ impl GradCheck {
         layer: &mut L,
         input: ArrayView<'_, f64, D>,
     ) -> Result<GradCheckReport, GradCheckError> {
+        self.validate()?;
         let (g, _) = self.differentiate(layer, input.view())?;
         let mut analytic: Vec<(&'static str, ArrayD<f64>)> = Vec::new();
         layer.visit_parameters(&mut |p| {
@@ -243,6 +277,7 @@ impl GradCheck {
         analytic: ArrayView<'_, f64, D>,
         mut f: impl FnMut(ArrayView<'_, f64, D>) -> Result<f64, LayerError>,
     ) -> Result<GradCheckReport, GradCheckError> {
+        self.validate()?;
         LayerError::check_shape(
             "gradcheck",
             "analytic gradient",

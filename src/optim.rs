@@ -23,7 +23,7 @@
 //! # Ok::<(), LayerError>(())
 //! ```
 
-use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD};
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 
 use crate::layer::LayerError;
 use crate::real::Real;
@@ -144,15 +144,16 @@ impl<F: Real> Sgd<F> {
                 } else if mu == F::zero() {
                     value.zip_mut_with(&grad, |w, &g| *w -= lr * g);
                 } else {
-                    if self
-                        .velocity
-                        .get(index)
-                        .is_none_or(|v| v.shape() != grad.shape())
-                    {
-                        self.velocity.truncate(index);
-                        self.velocity.push(ArrayD::zeros(grad.raw_dim()));
+                    // One slot per visited parameter, also for those whose
+                    // gradient was rejected, so the slots stay aligned.
+                    if self.velocity.len() <= index {
+                        self.velocity
+                            .resize_with(index + 1, || ArrayD::zeros(IxDyn(&[0])));
                     }
                     let v = &mut self.velocity[index];
+                    if v.shape() != grad.shape() {
+                        *v = ArrayD::zeros(grad.raw_dim());
+                    }
                     v.zip_mut_with(&grad, |v, &g| *v = mu * *v + g);
                     value.zip_mut_with(v, |w, &v| *w -= lr * v);
                 }

@@ -446,3 +446,154 @@ fn a_wrong_parameter_gradient_is_caught_and_named() {
         .unwrap_err();
     assert!(err.to_string().contains("worst: bias at ["), "{err}");
 }
+
+/// Two parameters whose first gradient has the wrong shape.
+struct BadFirstGradient {
+    a: ndlayers::ndarray::ArrayD<f64>,
+    a_grad: ndlayers::ndarray::ArrayD<f64>,
+    b: ndlayers::ndarray::ArrayD<f64>,
+    b_grad: ndlayers::ndarray::ArrayD<f64>,
+}
+
+impl Parameters<f64> for BadFirstGradient {
+    fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, f64>)) {
+        visit(Parameter {
+            name: "a",
+            value: self.a.view_mut(),
+            grad: self.a_grad.view(),
+        });
+        visit(Parameter {
+            name: "b",
+            value: self.b.view_mut(),
+            grad: self.b_grad.view(),
+        });
+    }
+}
+
+#[test]
+fn momentum_sgd_reports_a_bad_gradient_and_still_updates_the_rest() {
+    use ndlayers::ndarray::ArrayD;
+    let mut layer = BadFirstGradient {
+        a: ArrayD::ones(vec![2]),
+        a_grad: ArrayD::ones(vec![3]),
+        b: ArrayD::ones(vec![2]),
+        b_grad: ArrayD::ones(vec![2]),
+    };
+    let mut sgd = Sgd::new(0.5).unwrap().with_momentum(0.5).unwrap();
+    for step in 0..3 {
+        // Used to panic ("index out of bounds") on the first step.
+        let err = sgd.step(&mut [&mut layer]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("Sgd: a has shape [3], expected [2]"),
+            "{err}"
+        );
+        assert_eq!(
+            layer.a,
+            ArrayD::ones(vec![2]),
+            "step {step}: a is left unchanged"
+        );
+    }
+    // v = 1, 1.5, 1.75: b = 1 - 0.5 (1 + 1.5 + 1.75)
+    assert_eq!(layer.b, ArrayD::from_elem(vec![2], 1.0 - 0.5 * 4.25));
+}
+
+#[test]
+fn gradcheck_settings_are_validated_and_named() {
+    let x = array![[0.5, -1.0]];
+    let cases = [
+        (
+            GradCheck {
+                step: 0.0,
+                ..GradCheck::default()
+            },
+            "step",
+        ),
+        (
+            GradCheck {
+                step: f64::NAN,
+                ..GradCheck::default()
+            },
+            "step",
+        ),
+        (
+            GradCheck {
+                step: f64::INFINITY,
+                ..GradCheck::default()
+            },
+            "step",
+        ),
+        (
+            GradCheck {
+                step: 1e300,
+                ..GradCheck::default()
+            },
+            "step",
+        ),
+        (
+            GradCheck {
+                step: 10.0,
+                ..GradCheck::default()
+            },
+            "step",
+        ),
+        (
+            GradCheck {
+                atol: -1.0,
+                ..GradCheck::default()
+            },
+            "atol",
+        ),
+        (
+            GradCheck {
+                atol: f64::INFINITY,
+                ..GradCheck::default()
+            },
+            "atol",
+        ),
+        (
+            GradCheck {
+                rtol: -1e-3,
+                ..GradCheck::default()
+            },
+            "rtol",
+        ),
+        (
+            GradCheck {
+                atol: 0.0,
+                rtol: 0.0,
+                ..GradCheck::default()
+            },
+            "atol",
+        ),
+    ];
+    for (settings, name) in cases {
+        let err = settings
+            .check_input(&mut Tanh::<f64, Ix2>::new(), x.view())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("GradCheck: invalid {name}")),
+            "{settings:?}: {err}"
+        );
+        let err = settings
+            .check_function("x", x.view(), x.view(), |v| Ok(v.sum()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("invalid {name}")),
+            "{settings:?}: {err}"
+        );
+    }
+    // A wrong gradient no longer passes through a negative tolerance.
+    let lax = GradCheck {
+        atol: -1.0,
+        rtol: -1.0,
+        ..GradCheck::default()
+    };
+    assert!(
+        lax.check_function("x", x.view(), (&x * 0.0).view(), |v| Ok(v.sum()))
+            .is_err()
+    );
+    assert!(GradCheck::default().validate().is_ok());
+}
