@@ -2,8 +2,7 @@
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Ix2};
-use ndarray_rand::RandomExt;
-use ndarray_rand::rand_distr::{Normal, Uniform};
+use ndarray_rand::rand_distr::{Distribution, Normal, Uniform};
 use rand::Rng;
 
 use crate::buffer::{reuse, reuse_like};
@@ -98,14 +97,50 @@ impl<F: Real> Dense<F> {
             Init::HeUniform => uniform(shape, (6.0 / fan_in).sqrt(), rng),
             Init::HeNormal => normal(shape, (2.0 / fan_in).sqrt(), rng),
         }?;
-        Self::from_parameters(weight.mapv(F::lit), Array1::zeros(outputs))
+        Self::from_parameters(weight, Array1::zeros(outputs))
     }
 
     /// A layer with the given weight `(inputs, outputs)` and bias `(outputs)`.
+    ///
+    /// The same rules as [`Dense::new`]: at least one input and one output,
+    /// and every value finite (a NaN weight would make every output NaN).
     pub fn from_parameters(weight: Array2<F>, bias: Array1<F>) -> Result<Self, LayerError> {
+        if weight.is_empty() {
+            return Err(LayerError::InvalidParameter {
+                layer: NAME,
+                name: "weight",
+                value: format!("shape {:?}", weight.shape()),
+                requirement: "a dense layer needs at least one input and one output",
+            });
+        }
         LayerError::check_shape(NAME, "bias", &[weight.ncols()], bias.shape())?;
+        for (name, found) in [
+            (
+                "weight",
+                weight
+                    .indexed_iter()
+                    .find(|(_, v)| !v.is_finite())
+                    .map(|((i, j), v)| (vec![i, j], *v)),
+            ),
+            (
+                "bias",
+                bias.indexed_iter()
+                    .find(|(_, v)| !v.is_finite())
+                    .map(|(i, v)| (vec![i], *v)),
+            ),
+        ] {
+            if let Some((index, value)) = found {
+                return Err(LayerError::InvalidParameter {
+                    layer: NAME,
+                    name,
+                    value: format!("{value} at {index:?}"),
+                    requirement: "must be finite",
+                });
+            }
+        }
+        let grad_weight = zeros_fallible(weight.dim())?;
         Ok(Dense {
-            grad_weight: Array2::zeros(weight.raw_dim()),
+            grad_weight,
             grad_bias: Array1::zeros(bias.raw_dim()),
             weight,
             bias,
@@ -217,22 +252,63 @@ fn scale_error(bound: f64) -> LayerError {
     }
 }
 
-fn uniform<R: Rng + ?Sized>(
+/// A vector for `(rows, cols)` elements, or an error where the size overflows
+/// or the memory cannot be had (instead of ndarray's panic or an abort).
+fn reserve<F>((rows, cols): (usize, usize)) -> Result<Vec<F>, LayerError> {
+    let too_large = |requirement| LayerError::InvalidParameter {
+        layer: NAME,
+        name: "size",
+        value: format!("{rows} x {cols}"),
+        requirement,
+    };
+    let len = rows
+        .checked_mul(cols)
+        .filter(|&n| {
+            n.checked_mul(std::mem::size_of::<F>())
+                .is_some_and(|b| b <= isize::MAX as usize)
+        })
+        .ok_or_else(|| too_large("inputs x outputs overflows the address space"))?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| too_large("the weights do not fit in memory"))?;
+    Ok(v)
+}
+
+/// `(rows, cols)` zeros, through [`reserve`].
+fn zeros_fallible<F: Real>(shape: (usize, usize)) -> Result<Array2<F>, LayerError> {
+    let mut v = reserve(shape)?;
+    v.resize(shape.0 * shape.1, F::zero());
+    Ok(Array2::from_shape_vec(shape, v).expect("rows x cols elements"))
+}
+
+/// Samples of `dist` in row-major order (as `ndarray_rand`'s `random_using`),
+/// rounded to `F`, through [`reserve`].
+fn sampled<F: Real, R: Rng + ?Sized>(
+    shape: (usize, usize),
+    dist: impl Distribution<f64>,
+    rng: &mut R,
+) -> Result<Array2<F>, LayerError> {
+    let mut v = reserve(shape)?;
+    v.extend((0..shape.0 * shape.1).map(|_| F::lit(dist.sample(rng))));
+    Ok(Array2::from_shape_vec(shape, v).expect("rows x cols elements"))
+}
+
+fn uniform<F: Real, R: Rng + ?Sized>(
     shape: (usize, usize),
     bound: f64,
     rng: &mut R,
-) -> Result<Array2<f64>, LayerError> {
+) -> Result<Array2<F>, LayerError> {
     let dist = Uniform::new(-bound, bound).map_err(|_| scale_error(bound))?;
-    Ok(Array2::random_using(shape, dist, rng))
+    sampled(shape, dist, rng)
 }
 
-fn normal<R: Rng + ?Sized>(
+fn normal<F: Real, R: Rng + ?Sized>(
     shape: (usize, usize),
     std_dev: f64,
     rng: &mut R,
-) -> Result<Array2<f64>, LayerError> {
+) -> Result<Array2<F>, LayerError> {
     let dist = Normal::new(0.0, std_dev).map_err(|_| scale_error(std_dev))?;
-    Ok(Array2::random_using(shape, dist, rng))
+    sampled(shape, dist, rng)
 }
 
 impl<F: Real> Layer<F, Ix2> for Dense<F> {

@@ -597,3 +597,49 @@ fn gradcheck_settings_are_validated_and_named() {
     );
     assert!(GradCheck::default().validate().is_ok());
 }
+
+#[test]
+fn dense_sizes_that_overflow_or_cannot_be_allocated_are_errors() {
+    let mut rng = StdRng::seed_from_u64(0);
+    // Used to panic ("Shape too large") and to abort the process.
+    for (inputs, outputs, why) in [
+        (usize::MAX, 2, "overflows"),
+        (1 << 62, 1, "overflows"),
+        (1 << 40, 1, "do not fit in memory"),
+    ] {
+        let err = Dense::<f64>::new(inputs, outputs, Init::HeNormal, &mut rng)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Dense: invalid size") && err.contains(why),
+            "{inputs} x {outputs}: {err}"
+        );
+    }
+}
+
+#[test]
+fn dense_from_parameters_rejects_what_new_rejects() {
+    let cases = [
+        (
+            Array2::<f64>::zeros((0, 3)),
+            Array1::zeros(3),
+            "invalid weight = shape [0, 3]",
+        ),
+        (
+            array![[1.0, f64::NAN]],
+            array![0.0, 0.0],
+            "invalid weight = NaN at [0, 1]",
+        ),
+        (
+            array![[1.0, 2.0]],
+            array![0.0, f64::INFINITY],
+            "invalid bias = inf at [1]",
+        ),
+    ];
+    for (weight, bias, message) in cases {
+        let err = Dense::from_parameters(weight, bias)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(message), "{err}");
+    }
+}
