@@ -91,12 +91,28 @@ impl<F: Real> SoftmaxCrossEntropy<F> {
         // whose small probabilities keep full precision too. g holds one, then the other.
         kernels::log_softmax_rows(x, g, classes);
         let scale = F::ONE / F::from_usize(batch).unwrap_or(F::nan());
+        let row_loss = |(row, &label): (usize, &usize)| -g[row * classes + label];
         let total = labels
             .iter()
             .enumerate()
-            .fold(F::zero(), |total, (row, &label)| {
-                total - g[row * classes + label]
-            });
+            .map(row_loss)
+            .fold(F::zero(), |t, l| t + l);
+        let mut mean = total * scale;
+        if total.is_infinite()
+            && labels
+                .iter()
+                .enumerate()
+                .map(row_loss)
+                .all(|l| l.is_finite())
+        {
+            // Huge finite losses (logits near 1e38 in f32) whose sum overflows
+            // while their mean does not: scale each before adding.
+            mean = labels
+                .iter()
+                .enumerate()
+                .map(row_loss)
+                .fold(F::zero(), |t, l| t + l * scale);
+        }
         kernels::softmax_rows(x, g, classes, F::ONE);
         for (row, &label) in g.chunks_exact_mut(classes).zip(&labels) {
             // The true class's p - 1 cancels when the answer is confident (in
@@ -108,7 +124,7 @@ impl<F: Real> SoftmaxCrossEntropy<F> {
             }
             row[label] = -others * scale;
         }
-        Ok(total * scale)
+        Ok(mean)
     }
 
     /// `d(mean loss)/d(logits) = (softmax(logits) - onehot(labels)) / batch` for the last forward.

@@ -643,3 +643,14 @@ fn dense_from_parameters_rejects_what_new_rejects() {
         assert!(err.contains(message), "{err}");
     }
 }
+
+#[test]
+fn cross_entropy_mean_of_huge_losses_does_not_overflow_when_it_fits() {
+    // Row losses of 1.75e38 (the wrong class's logit minus the right one's):
+    // their sum overflows f32, their mean does not (it used to be inf).
+    let logits = array![[1e38_f32, -0.75e38], [-0.75e38, 1e38]];
+    let mut ce = SoftmaxCrossEntropy::new();
+    let loss = ce.forward(logits.view(), array![1usize, 0].view()).unwrap();
+    assert!(loss.is_finite(), "{loss}");
+    assert_eq!(loss, 1e38_f32 - -0.75e38_f32);
+}
