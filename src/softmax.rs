@@ -321,12 +321,20 @@ fn vjp<K: Normalization, F: Real, D: Dimension>(
 }
 
 impl<F: Real> Normalize<SoftmaxKind, F, Ix2> {
+    /// The largest Jacobian [`jacobian`](Self::jacobian) builds: `2^27`
+    /// elements, 512 MiB of `f32`, 1 GiB of `f64`.
+    pub const JACOBIAN_MAX_ELEMENTS: usize = 1 << 27;
+
     /// The Jacobian of each row, shape `(rows, classes, classes)`:
     /// `J[b, i, j] = ∂y_i/∂x_j = y_i (δ_ij - y_j)` for row `b` of the cached output.
     ///
     /// With the default axis the rows are the batch; along `Axis(0)` they are
     /// the columns. Contracting with `g` (`Σ_i g_i J[b, i, j]`) equals
     /// [`Layer::backward`]`(g)`.
+    ///
+    /// The matrix takes `rows · classes²` elements: a row of 100,000
+    /// classes would be 80 GB of `f64`. Past [`Self::JACOBIAN_MAX_ELEMENTS`]
+    /// it is an error; `backward` computes the same products in `O(classes)`.
     pub fn jacobian(&self) -> Result<Array3<F>, LayerError> {
         let y = self
             .cache
@@ -335,6 +343,18 @@ impl<F: Real> Normalize<SoftmaxKind, F, Ix2> {
                 layer: SoftmaxKind::NAME,
             })?;
         let (rows, classes) = y.dim();
+        let elements = classes
+            .checked_mul(classes)
+            .and_then(|square| square.checked_mul(rows))
+            .filter(|&n| n <= Self::JACOBIAN_MAX_ELEMENTS);
+        if elements.is_none() {
+            return Err(LayerError::InvalidParameter {
+                layer: SoftmaxKind::NAME,
+                name: "jacobian size",
+                value: format!("{rows} rows x {classes}² classes"),
+                requirement: "at most 2^27 elements (1 GiB of f64); use backward for products with the Jacobian",
+            });
+        }
         Ok(Array3::from_shape_fn(
             (rows, classes, classes),
             |(b, i, j)| {

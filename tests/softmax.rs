@@ -366,3 +366,24 @@ fn neighbouring_rows_never_leak_into_each_other() {
         }
     }
 }
+
+#[test]
+fn jacobian_past_its_documented_size_is_an_error_not_an_abort() {
+    // One row of 100,000 classes: 10^10 elements, 80 GB of f64 (used to abort).
+    let mut softmax = Softmax::<f64>::new();
+    softmax.forward(Array2::zeros((1, 100_000)).view()).unwrap();
+    let err = softmax.jacobian().unwrap_err().to_string();
+    assert!(
+        err.contains("Softmax: invalid jacobian size = 1 rows x 100000² classes"),
+        "{err}"
+    );
+    // The largest allowed one is still built: 2 rows of 8192 classes.
+    let mut softmax = Softmax::<f32>::new();
+    softmax.forward(Array2::zeros((2, 8192)).view()).unwrap();
+    assert_eq!(
+        2 * 8192 * 8192,
+        Softmax::<f32>::JACOBIAN_MAX_ELEMENTS,
+        "the limit is 2^27"
+    );
+    assert_eq!(softmax.jacobian().unwrap().dim(), (2, 8192, 8192));
+}
