@@ -86,12 +86,16 @@ impl<F: Real, D: Dimension> Prelu<F, D> {
         if channels == 1 || (x.ndim() >= 2 && x.len_of(Axis(1)) == channels) {
             return Ok(());
         }
-        let mut expected = x.shape().to_vec();
-        if expected.len() < 2 {
-            expected = vec![expected.first().copied().unwrap_or(1), channels];
-        } else {
-            expected[1] = channels;
+        if x.ndim() < 2 {
+            // No channel axis at all: say so, rather than invent a shape.
+            return Err(LayerError::AxisOutOfRange {
+                layer: NAME,
+                axis: 1,
+                ndim: x.ndim(),
+            });
         }
+        let mut expected = x.shape().to_vec();
+        expected[1] = channels;
         Err(LayerError::shape(NAME, "input", &expected, x.shape()))
     }
 }

@@ -367,6 +367,17 @@ mod prelu {
                 .contains("input has shape [2, 4, 5, 5], expected [2, 3, 5, 5]"),
             "{err}"
         );
+        // A 1-D input has no channel axis: the error says so (it used to
+        // suggest the shape [5, 3]) and names the type.
+        let err = Prelu::<f32, ndlayers::ndarray::Ix1>::new(3)
+            .unwrap()
+            .forward(Array1::zeros(5).view())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "Prelu: axis 1 is out of range for an array of 1 dimensions"
+        );
         assert!(Prelu::<f32, Ix2>::new(0).is_err());
         assert!(Prelu::<f32, Ix2>::with_weight(Array1::from_elem(2, f32::NAN)).is_err());
         assert!(matches!(
