@@ -3,7 +3,34 @@
 
 use ndarray::{Array, ArrayView, Dimension, ShapeBuilder};
 
+use crate::layer::LayerError;
 use crate::real::Real;
+
+/// An empty vector with room for `len` elements, or an error naming the
+/// layer and the size where `len` elements overflow the address space or
+/// cannot be allocated (where `Vec::with_capacity` panics or aborts).
+pub(crate) fn try_vec<F>(
+    len: usize,
+    layer: &'static str,
+    size: String,
+) -> Result<Vec<F>, LayerError> {
+    let too_large = |requirement| LayerError::InvalidParameter {
+        layer,
+        name: "size",
+        value: size.clone(),
+        requirement,
+    };
+    if len
+        .checked_mul(std::mem::size_of::<F>())
+        .is_none_or(|bytes| bytes > isize::MAX as usize)
+    {
+        return Err(too_large("overflows the address space"));
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| too_large("does not fit in memory"))?;
+    Ok(v)
+}
 
 /// `true` for an array that is contiguous in column-major order only.
 pub(crate) fn is_fortran<F, D: Dimension>(a: &ArrayView<'_, F, D>) -> bool {

@@ -5,7 +5,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Ix2};
 use ndarray_rand::rand_distr::{Distribution, Normal, Uniform};
 use rand::Rng;
 
-use crate::buffer::{reuse, reuse_like};
+use crate::buffer::{reuse, reuse_like, try_vec};
 use crate::layer::{Layer, LayerError};
 use crate::optim::{Parameter, Parameters};
 use crate::real::Real;
@@ -255,23 +255,8 @@ fn scale_error(bound: f64) -> LayerError {
 /// A vector for `(rows, cols)` elements, or an error where the size overflows
 /// or the memory cannot be had (instead of ndarray's panic or an abort).
 fn reserve<F>((rows, cols): (usize, usize)) -> Result<Vec<F>, LayerError> {
-    let too_large = |requirement| LayerError::InvalidParameter {
-        layer: NAME,
-        name: "size",
-        value: format!("{rows} x {cols}"),
-        requirement,
-    };
-    let len = rows
-        .checked_mul(cols)
-        .filter(|&n| {
-            n.checked_mul(std::mem::size_of::<F>())
-                .is_some_and(|b| b <= isize::MAX as usize)
-        })
-        .ok_or_else(|| too_large("inputs x outputs overflows the address space"))?;
-    let mut v = Vec::new();
-    v.try_reserve_exact(len)
-        .map_err(|_| too_large("the weights do not fit in memory"))?;
-    Ok(v)
+    let len = rows.checked_mul(cols).unwrap_or(usize::MAX);
+    try_vec(len, NAME, format!("{rows} x {cols}"))
 }
 
 /// `(rows, cols)` zeros, through [`reserve`].

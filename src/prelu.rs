@@ -4,6 +4,7 @@ use ndarray::{
     Array, Array1, ArrayView, ArrayView1, ArrayViewMut, Axis, Dimension, RemoveAxis, Zip,
 };
 
+use crate::buffer::try_vec;
 use crate::layer::{Layer, LayerError};
 use crate::optim::{Parameter, Parameters};
 use crate::real::Real;
@@ -50,7 +51,9 @@ pub struct Prelu<F, D: Dimension> {
 impl<F: Real, D: Dimension> Prelu<F, D> {
     /// One slope per channel (`channels ≥ 1`; 1 means a single shared slope), each 0.25.
     pub fn new(channels: usize) -> Result<Self, LayerError> {
-        Self::with_weight(Array1::from_elem(channels, F::lit(INITIAL_SLOPE)))
+        let mut slopes = try_vec(channels, NAME, format!("{channels} channels"))?;
+        slopes.resize(channels, F::lit(INITIAL_SLOPE));
+        Self::with_weight(Array1::from_vec(slopes))
     }
 
     /// Starts from the given slopes (at least one, all finite).
@@ -63,8 +66,10 @@ impl<F: Real, D: Dimension> Prelu<F, D> {
                 requirement: "needs at least one slope, all finite",
             });
         }
+        let mut grad = try_vec(weight.len(), NAME, format!("{} channels", weight.len()))?;
+        grad.resize(weight.len(), F::zero());
         Ok(Prelu {
-            grad_weight: Array1::zeros(weight.raw_dim()),
+            grad_weight: Array1::from_vec(grad),
             weight,
             input: None,
         })

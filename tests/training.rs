@@ -605,7 +605,7 @@ fn dense_sizes_that_overflow_or_cannot_be_allocated_are_errors() {
     for (inputs, outputs, why) in [
         (usize::MAX, 2, "overflows"),
         (1 << 62, 1, "overflows"),
-        (1 << 40, 1, "do not fit in memory"),
+        (1 << 40, 1, "does not fit in memory"),
     ] {
         let err = Dense::<f64>::new(inputs, outputs, Init::HeNormal, &mut rng)
             .unwrap_err()
