@@ -255,7 +255,8 @@ fn scale_error(bound: f64) -> LayerError {
 /// A vector for `(rows, cols)` elements, or an error where the size overflows
 /// or the memory cannot be had (instead of ndarray's panic or an abort).
 fn reserve<F>((rows, cols): (usize, usize)) -> Result<Vec<F>, LayerError> {
-    let len = rows.checked_mul(cols).unwrap_or(usize::MAX);
+    // A product that overflows saturates, and try_vec reports it.
+    let len = rows.saturating_mul(cols);
     try_vec(len, NAME, format!("{rows} x {cols}"))
 }
 
