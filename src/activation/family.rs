@@ -65,6 +65,14 @@ fn times_unless_zero<F: Real>(x: F, factor: F) -> F {
     }
 }
 
+/// `x · lead · unscale` for a factor kept scaled by `1/unscale` (see
+/// [`math::ScaledSigmoid`]): the product is formed in the normal range and
+/// rounds once into the subnormal one; a zero factor gives a zero with the sign of `x`.
+#[inline(always)]
+fn times_scaled<F: Real>(x: F, lead: F, unscale: F) -> F {
+    times_unless_zero(x, lead) * unscale
+}
+
 /// Declares a kernel without hyperparameters: a unit struct, its `ElementwiseFn`
 /// impl, and the layer alias.
 macro_rules! plain_kernel {
@@ -573,7 +581,7 @@ impl<F: Real> ElementwiseFn<F> for GeluFn {
             GeluApproximation::None => F::lit(gelu_exact(x.to_f64().unwrap_or(f64::NAN), false)),
             GeluApproximation::Tanh => {
                 let s = math::sigmoid_scaled::<M, F>(Self::two_u(x), reduced);
-                times_unless_zero(x, s.lead) * s.unscale
+                times_scaled(x, s.lead, s.unscale)
             }
         }
     }
@@ -588,7 +596,7 @@ impl<F: Real> ElementwiseFn<F> for GeluFn {
                 let s =
                     math::sigmoid_scaled::<M, F>(hi, math::sigmoid_reduce_carrying::<M, F>(hi, lo));
                 let factor = F::ONE + times_unless_zero(x * Self::two_du(x), s.other);
-                times_unless_zero(factor, s.lead) * s.unscale
+                times_scaled(factor, s.lead, s.unscale)
             }
         }
     }
@@ -648,7 +656,7 @@ impl<F: Real> ElementwiseFn<F> for SiluFn {
     #[inline(always)]
     fn finish_with<M: MulAdd>(&self, x: F, reduced: Reduced<F>) -> F {
         let s = math::sigmoid_scaled::<M, F>(x, reduced);
-        times_unless_zero(x, s.lead) * s.unscale
+        times_scaled(x, s.lead, s.unscale)
     }
 
     #[inline(always)]
@@ -657,7 +665,7 @@ impl<F: Real> ElementwiseFn<F> for SiluFn {
         // digits that 1 - σ(x) loses where σ(x) rounds to 1.
         let s = math::sigmoid_scaled::<M, F>(x, math::sigmoid_reduce::<M, F>(x));
         let factor = F::ONE + times_unless_zero(x, s.other);
-        times_unless_zero(factor, s.lead) * s.unscale
+        times_scaled(factor, s.lead, s.unscale)
     }
 }
 
@@ -757,7 +765,7 @@ impl<F: Real> ElementwiseFn<F> for MishFn {
     #[inline(always)]
     fn finish_with<M: MulAdd>(&self, x: F, reduced: Reduced<F>) -> F {
         let p = Self::parts::<M, F>(x, reduced);
-        times_unless_zero(x, p.lead) * p.unscale
+        times_scaled(x, p.lead, p.unscale)
     }
 
     #[inline(always)]
