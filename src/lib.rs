@@ -98,6 +98,13 @@
 pub struct ReadmeDoctests;
 
 pub use ndarray;
+/// The `ndarray-rand` this crate is built against (0.16): its `RandomExt`
+/// and distributions fit the arrays the layers take.
+pub use ndarray_rand;
+/// The `rand` this crate is built against (0.9): `Dense::new` takes an
+/// `Rng` of this version. A generator from another `rand` (0.8, 0.10) is
+/// not one, whatever its name; use `ndlayers::rand::rngs::StdRng`.
+pub use rand;
 
 pub mod activation;
 mod buffer;
@@ -127,6 +134,7 @@ pub mod prelude {
     pub use crate::dense::{Dense, Init};
     pub use crate::layer::{Layer, LayerError};
     pub use crate::loss::{Mse, SoftmaxCrossEntropy};
+    pub use crate::ndarray::Ix2;
     pub use crate::optim::{Parameter, Parameters, Sgd};
     pub use crate::real::Real;
     pub use crate::softmax::{LogSoftmax, Softmax, Softmin};

@@ -1,7 +1,7 @@
 //! PReLU: a leaky ReLU whose negative slope is learned, one per channel.
 
 use ndarray::{
-    Array, Array1, ArrayView, ArrayView1, ArrayViewMut, Axis, Dimension, RemoveAxis, Zip,
+    Array, Array1, ArrayView, ArrayView1, ArrayViewMut, Axis, Dimension, Ix2, RemoveAxis, Zip,
 };
 
 use crate::buffer::try_vec;
@@ -42,7 +42,7 @@ const INITIAL_SLOPE: f64 = 0.25;
 /// # Ok::<(), LayerError>(())
 /// ```
 #[derive(Clone, Debug)]
-pub struct Prelu<F, D: Dimension> {
+pub struct Prelu<F, D: Dimension = Ix2> {
     weight: Array1<F>,
     grad_weight: Array1<F>,
     input: Option<Array<F, D>>,

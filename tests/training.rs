@@ -654,3 +654,40 @@ fn cross_entropy_mean_of_huge_losses_does_not_overflow_when_it_fits() {
     assert!(loss.is_finite(), "{loss}");
     assert_eq!(loss, 1e38_f32 - -0.75e38_f32);
 }
+
+#[test]
+fn layer_types_default_to_batches_and_the_rand_the_crate_needs_is_reexported() {
+    // `Sigmoid<f32>` as a field used to need the dimension (E0107).
+    struct Net {
+        hidden: Sigmoid<f32>,
+        slope: ndlayers::Prelu<f32>,
+        probs: Softmax<f32>,
+        dense: Dense<f32>,
+    }
+    // The generator of the rand version Dense::new takes, named through the crate.
+    use ndlayers::rand::{SeedableRng as _, rngs::StdRng as ReexportedStdRng};
+    let mut rng = ReexportedStdRng::seed_from_u64(3);
+    let mut net = Net {
+        hidden: Sigmoid::new(),
+        slope: ndlayers::Prelu::new(2).unwrap(),
+        probs: Softmax::new(),
+        dense: Dense::new(2, 2, Init::HeNormal, &mut rng).unwrap(),
+    };
+    let x: ndlayers::ndarray::Array<f32, Ix2> = array![[0.5, -1.0]];
+    let h = net
+        .hidden
+        .forward(net.dense.forward(x.view()).unwrap().view())
+        .unwrap();
+    let y = net
+        .probs
+        .forward(net.slope.forward(h.view()).unwrap().view())
+        .unwrap();
+    assert!((y.sum() - 1.0).abs() < 1e-6);
+    use ndlayers::ndarray_rand::RandomExt;
+    let noise = ndlayers::ndarray::Array2::<f64>::random_using(
+        (2, 3),
+        ndlayers::ndarray_rand::rand_distr::StandardNormal,
+        &mut rng,
+    );
+    assert_eq!(noise.dim(), (2, 3));
+}

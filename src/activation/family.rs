@@ -26,7 +26,7 @@
 //! | [`HardSwish`] | `x relu6(x + 3) / 6` | `0` to -3, `x/3 + 1/2` inside, `1` from 3 | input |
 //! | [`LogSigmoid`] | `ln σ(x) = min(x, 0) - ln(1 + e^-|x|)` | `σ(-x)` | input |
 
-use ndarray::Dimension;
+use ndarray::{Dimension, Ix2};
 
 use super::{DerivativeFrom, Elementwise, ElementwiseFn};
 use crate::layer::LayerError;
@@ -99,7 +99,7 @@ macro_rules! plain_kernel {
         }
 
         $(#[$doc])*
-        pub type $alias<F, D> = Elementwise<$kernel, F, D>;
+        pub type $alias<F, D = Ix2> = Elementwise<$kernel, F, D>;
     };
 }
 
@@ -155,7 +155,7 @@ impl<F: Real> ElementwiseFn<F> for LeakyReluFn<F> {
 /// assert_eq!(leaky.backward(array![1.0, 1.0].view())?, array![0.1, 1.0]);
 /// # Ok::<(), LayerError>(())
 /// ```
-pub type LeakyRelu<F, D> = Elementwise<LeakyReluFn<F>, F, D>;
+pub type LeakyRelu<F, D = Ix2> = Elementwise<LeakyReluFn<F>, F, D>;
 
 impl<F: Real, D: Dimension> Elementwise<LeakyReluFn<F>, F, D> {
     /// A leaky ReLU with negative slope `slope` (finite; any sign).
@@ -240,7 +240,7 @@ impl<F: Real> ElementwiseFn<F> for EluFn<F> {
 /// assert_eq!(y, array![1.0, -2.0, -2e-20]);
 /// # Ok::<(), LayerError>(())
 /// ```
-pub type Elu<F, D> = Elementwise<EluFn<F>, F, D>;
+pub type Elu<F, D = Ix2> = Elementwise<EluFn<F>, F, D>;
 
 /// SELU's `α`, to the precision of the paper's derivation.
 const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
@@ -299,7 +299,7 @@ impl<F: Real> ElementwiseFn<F> for SeluFn {
 /// assert!((y[1] - -1.1113307378125628).abs() < 1e-15); // λα(e⁻¹ - 1), mpmath
 /// # Ok::<(), LayerError>(())
 /// ```
-pub type Selu<F, D> = Elementwise<SeluFn, F, D>;
+pub type Selu<F, D = Ix2> = Elementwise<SeluFn, F, D>;
 
 impl<F: Real, D: Dimension> Elementwise<EluFn<F>, F, D> {
     /// ELU with `alpha ≥ 0` (finite).
@@ -375,7 +375,7 @@ impl<F: Real> ElementwiseFn<F> for CeluFn<F> {
 /// assert!(Celu::<f64, ndlayers::ndarray::Ix1>::with_alpha(0.0).is_err());
 /// # Ok::<(), LayerError>(())
 /// ```
-pub type Celu<F, D> = Elementwise<CeluFn<F>, F, D>;
+pub type Celu<F, D = Ix2> = Elementwise<CeluFn<F>, F, D>;
 
 impl<F: Real, D: Dimension> Elementwise<CeluFn<F>, F, D> {
     /// CELU with `alpha > 0` (finite): `α` divides `x`, so 0 is invalid.
@@ -621,7 +621,7 @@ impl<F: Real> ElementwiseFn<F> for GeluFn {
 /// assert!((tanh[0] - 0.8411919906082768).abs() < 1e-15);  // mpmath, tanh form
 /// # Ok::<(), LayerError>(())
 /// ```
-pub type Gelu<F, D> = Elementwise<GeluFn, F, D>;
+pub type Gelu<F, D = Ix2> = Elementwise<GeluFn, F, D>;
 
 impl<F: Real, D: Dimension> Elementwise<GeluFn, F, D> {
     /// GELU in the given form, as PyTorch's `nn.GELU(approximate=...)`.
@@ -681,7 +681,7 @@ impl<F: Real> ElementwiseFn<F> for SiluFn {
 /// assert_eq!(y, array![0.0, 0.0, f32::INFINITY]);
 /// # Ok::<(), LayerError>(())
 /// ```
-pub type Silu<F, D> = Elementwise<SiluFn, F, D>;
+pub type Silu<F, D = Ix2> = Elementwise<SiluFn, F, D>;
 
 /// `softplus::<M, F>(x) = ln(1 + eˣ) = max(x, 0) + ln(1 + e^-|x|)`, stable everywhere.
 #[inline(always)]
@@ -791,7 +791,7 @@ impl<F: Real> ElementwiseFn<F> for MishFn {
 /// assert!((y[0] - 0.8650983882673103).abs() < 1e-15); // mpmath: tanh(log(1+e))
 /// # Ok::<(), LayerError>(())
 /// ```
-pub type Mish<F, D> = Elementwise<MishFn, F, D>;
+pub type Mish<F, D = Ix2> = Elementwise<MishFn, F, D>;
 
 // ---------------------------------------------------------------- Softplus
 
@@ -854,7 +854,7 @@ impl<F: Real> ElementwiseFn<F> for SoftplusFn<F> {
 /// assert!(Softplus::<f64, ndlayers::ndarray::Ix1>::with_beta_threshold(0.0, 20.0).is_err());
 /// # Ok::<(), LayerError>(())
 /// ```
-pub type Softplus<F, D> = Elementwise<SoftplusFn<F>, F, D>;
+pub type Softplus<F, D = Ix2> = Elementwise<SoftplusFn<F>, F, D>;
 
 impl<F: Real, D: Dimension> Elementwise<SoftplusFn<F>, F, D> {
     /// Softplus with `beta > 0` and a threshold (both finite).
@@ -963,7 +963,7 @@ impl<F: Real> ElementwiseFn<F> for HardTanhFn<F> {
 /// assert!(HardTanh::<f64, ndlayers::ndarray::Ix1>::with_range(1.0, -1.0).is_err());
 /// # Ok::<(), LayerError>(())
 /// ```
-pub type HardTanh<F, D> = Elementwise<HardTanhFn<F>, F, D>;
+pub type HardTanh<F, D = Ix2> = Elementwise<HardTanhFn<F>, F, D>;
 
 /// The kernel of [`Relu6`]: HardTanh's on `[0, 6]`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -1008,7 +1008,7 @@ impl<F: Real> ElementwiseFn<F> for Relu6Fn {
 /// assert_eq!(relu6.backward(array![1.0, 1.0, 1.0].view())?, array![0.0, 1.0, 0.0]);
 /// # Ok::<(), LayerError>(())
 /// ```
-pub type Relu6<F, D> = Elementwise<Relu6Fn, F, D>;
+pub type Relu6<F, D = Ix2> = Elementwise<Relu6Fn, F, D>;
 
 impl<F: Real, D: Dimension> Elementwise<HardTanhFn<F>, F, D> {
     /// HardTanh on `[min, max]`; `min ≤ max`, neither NaN.

@@ -48,7 +48,7 @@ macro_rules! staged_value {
 mod family;
 pub use family::*;
 
-use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, ShapeBuilder};
+use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, Ix2, ShapeBuilder};
 
 use crate::buffer::{is_fortran, reuse_like};
 use crate::kernels;
@@ -150,7 +150,7 @@ impl<F: Real> ElementwiseFn<F> for ReluFn {
 /// inputs in either memory order are computed in place; other layouts are
 /// gathered in blocks of 256 elements through the same vectorised code.
 #[derive(Clone, Debug)]
-pub struct Elementwise<A, F, D: Dimension> {
+pub struct Elementwise<A, F, D: Dimension = Ix2> {
     act: A,
     /// `y` or `x`, per `A::DERIVATIVE_FROM`.
     cache: Option<Array<F, D>>,
@@ -190,7 +190,7 @@ pub struct Elementwise<A, F, D: Dimension> {
 /// assert_eq!(dx[[0, 0]], 0.25); // σ'(0) = 1/4
 /// # Ok::<(), LayerError>(())
 /// ```
-pub type Sigmoid<F, D> = Elementwise<SigmoidFn, F, D>;
+pub type Sigmoid<F, D = Ix2> = Elementwise<SigmoidFn, F, D>;
 
 /// Hyperbolic tangent layer, elementwise over arrays of any dimension.
 ///
@@ -219,7 +219,7 @@ pub type Sigmoid<F, D> = Elementwise<SigmoidFn, F, D>;
 /// assert_eq!(dx, array![1.0, 1.0, 0.0]);
 /// # Ok::<(), LayerError>(())
 /// ```
-pub type Tanh<F, D> = Elementwise<TanhFn, F, D>;
+pub type Tanh<F, D = Ix2> = Elementwise<TanhFn, F, D>;
 
 /// Rectified linear unit layer, elementwise over arrays of any dimension.
 ///
@@ -247,7 +247,7 @@ pub type Tanh<F, D> = Elementwise<TanhFn, F, D>;
 /// assert_eq!(dx, array![0.0, 0.0, 5.0]);
 /// # Ok::<(), LayerError>(())
 /// ```
-pub type Relu<F, D> = Elementwise<ReluFn, F, D>;
+pub type Relu<F, D = Ix2> = Elementwise<ReluFn, F, D>;
 
 impl<A: Default, F, D: Dimension> Default for Elementwise<A, F, D> {
     fn default() -> Self {
