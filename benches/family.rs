@@ -8,6 +8,7 @@ use std::time::Duration;
 use criterion::{
     BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime,
 };
+use ndlayers::Layer;
 use ndlayers::activation::{Elu, Gelu, GeluApproximation, Mish, Selu, Silu, Softplus};
 use ndlayers::ndarray::{Array2, Ix2};
 use ndlayers::{Elementwise, ElementwiseFn};

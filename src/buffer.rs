@@ -37,9 +37,14 @@ pub(crate) fn is_fortran<F, D: Dimension>(a: &ArrayView<'_, F, D>) -> bool {
     !a.is_standard_layout() && a.t().is_standard_layout()
 }
 
-/// The array in `slot` if it has shape `dim` and the requested memory order;
-/// otherwise a new zeroed one (zeroed memory comes from the OS untouched, so
-/// this costs no more than an uninitialised allocation).
+/// The array in `slot`, reshaped to `dim` in the requested memory order.
+///
+/// Its memory is reused whenever it is large enough, so a layer's buffers
+/// grow to the largest batch seen and serve every smaller one (an evaluation
+/// batch after training batches costs no allocation, nor does the training
+/// batch after it). Only a larger shape allocates, zeroed (zeroed memory
+/// comes from the OS untouched, so this costs no more than an uninitialised
+/// allocation). The contents are unspecified: callers overwrite every element.
 pub(crate) fn reuse<F: Real, D: Dimension>(
     slot: &mut Option<Array<F, D>>,
     dim: D,
@@ -49,9 +54,23 @@ pub(crate) fn reuse<F: Real, D: Dimension>(
         .as_ref()
         .is_some_and(|a| a.raw_dim() == dim && is_fortran(&a.view()) == fortran);
     if !fits {
-        *slot = None;
+        let len = dim.size();
+        let memory = slot
+            .take()
+            .map(Array::into_raw_vec_and_offset)
+            .filter(|(v, offset)| v.capacity() >= len && offset.unwrap_or(0) == 0)
+            .map(|(mut v, _)| {
+                // Within the capacity: shortens, or extends without allocating.
+                v.resize(len, F::zero());
+                v
+            });
+        *slot = Some(match memory {
+            Some(v) => Array::from_shape_vec(dim.set_f(fortran), v)
+                .expect("a vector of exactly dim.size() elements"),
+            None => Array::zeros(dim.set_f(fortran)),
+        });
     }
-    slot.get_or_insert_with(|| Array::zeros(dim.set_f(fortran)))
+    slot.as_mut().expect("filled above")
 }
 
 /// [`reuse`] with `like`'s shape and memory order (row-major for non-contiguous `like`).

@@ -14,8 +14,9 @@ const NAME: &str = "Dense";
 
 /// How [`Dense`] draws its initial weights (biases start at zero).
 ///
-/// `fan_in` is the number of inputs, `fan_out` the number of outputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `fan_in` is the number of inputs, `fan_out` the number of outputs. For
+/// any other rule, [`Dense::from_fn`] takes a closure.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Init {
     /// Glorot/Xavier uniform: `U(-a, a)`, `a = √(6 / (fan_in + fan_out))`; for tanh and sigmoid.
     GlorotUniform,
@@ -25,6 +26,10 @@ pub enum Init {
     HeUniform,
     /// He/Kaiming normal: `N(0, σ²)`, `σ = √(2 / fan_in)`; for ReLU.
     HeNormal,
+    /// `U(-a, a)` for the given `a > 0`; `Uniform(1 / √fan_in)` is PyTorch's `nn.Linear` default.
+    Uniform(f64),
+    /// `N(0, σ²)` for the given `σ > 0`.
+    Normal(f64),
 }
 
 /// A fully connected layer: `y = x W + b` for a batch `x` of shape `(batch, inputs)`.
@@ -79,16 +84,7 @@ impl<F: Real> Dense<F> {
         init: Init,
         rng: &mut R,
     ) -> Result<Self, LayerError> {
-        for (name, value) in [("inputs", inputs), ("outputs", outputs)] {
-            if value == 0 {
-                return Err(LayerError::InvalidParameter {
-                    layer: NAME,
-                    name,
-                    value: value.to_string(),
-                    requirement: "a dense layer needs at least one input and one output",
-                });
-            }
-        }
+        check_sizes(inputs, outputs)?;
         let (fan_in, fan_out) = (inputs as f64, outputs as f64);
         let shape = (inputs, outputs);
         let weight = match init {
@@ -96,7 +92,35 @@ impl<F: Real> Dense<F> {
             Init::GlorotNormal => normal(shape, (2.0 / (fan_in + fan_out)).sqrt(), rng),
             Init::HeUniform => uniform(shape, (6.0 / fan_in).sqrt(), rng),
             Init::HeNormal => normal(shape, (2.0 / fan_in).sqrt(), rng),
+            Init::Uniform(a) => uniform(shape, a, rng),
+            Init::Normal(std_dev) => normal(shape, std_dev, rng),
         }?;
+        Self::from_parameters(weight, Array1::zeros(outputs))
+    }
+
+    /// A layer whose weight `W[i, j]` (input `i`, output `j`) is `weight(i, j)`, with zero biases.
+    ///
+    /// For initialisations [`Init`] does not name:
+    /// ```
+    /// use ndlayers::prelude::*;
+    ///
+    /// let dense = Dense::<f32>::from_fn(3, 2, |i, j| (i + 10 * j) as f32)?;
+    /// assert_eq!(dense.weight()[[2, 1]], 12.0);
+    /// # Ok::<(), LayerError>(())
+    /// ```
+    pub fn from_fn(
+        inputs: usize,
+        outputs: usize,
+        mut weight: impl FnMut(usize, usize) -> F,
+    ) -> Result<Self, LayerError> {
+        check_sizes(inputs, outputs)?;
+        let mut v = reserve((inputs, outputs))?;
+        v.extend(
+            (0..inputs)
+                .flat_map(|i| (0..outputs).map(move |j| (i, j)))
+                .map(|(i, j)| weight(i, j)),
+        );
+        let weight = Array2::from_shape_vec((inputs, outputs), v).expect("rows x cols elements");
         Self::from_parameters(weight, Array1::zeros(outputs))
     }
 
@@ -104,6 +128,12 @@ impl<F: Real> Dense<F> {
     ///
     /// The same rules as [`Dense::new`]: at least one input and one output,
     /// and every value finite (a NaN weight would make every output NaN).
+    ///
+    /// The weight is kept row-major whatever its layout (a column-major one,
+    /// such as the transpose of PyTorch's `(outputs, inputs)` weight, is
+    /// copied once), so every layer trains at the same speed: the gradient
+    /// and the optimiser's state are row-major too, and an update never
+    /// zips two memory orders.
     pub fn from_parameters(weight: Array2<F>, bias: Array1<F>) -> Result<Self, LayerError> {
         if weight.is_empty() {
             return Err(LayerError::InvalidParameter {
@@ -113,31 +143,16 @@ impl<F: Real> Dense<F> {
                 requirement: "a dense layer needs at least one input and one output",
             });
         }
-        LayerError::check_shape(NAME, "bias", &[weight.ncols()], bias.shape())?;
-        for (name, found) in [
-            (
-                "weight",
-                weight
-                    .indexed_iter()
-                    .find(|(_, v)| !v.is_finite())
-                    .map(|((i, j), v)| (vec![i, j], *v)),
-            ),
-            (
-                "bias",
-                bias.indexed_iter()
-                    .find(|(_, v)| !v.is_finite())
-                    .map(|(i, v)| (vec![i], *v)),
-            ),
-        ] {
-            if let Some((index, value)) = found {
-                return Err(LayerError::InvalidParameter {
-                    layer: NAME,
-                    name,
-                    value: format!("{value} at {index:?}"),
-                    requirement: "must be finite",
-                });
-            }
-        }
+        check_bias_fits(&weight.view(), bias.shape())?;
+        check_finite("weight", &weight.view().into_dyn())?;
+        check_finite("bias", &bias.view().into_dyn())?;
+        let weight = if weight.is_standard_layout() {
+            weight
+        } else {
+            let mut copy = zeros_fallible(weight.dim())?;
+            copy.assign(&weight);
+            copy
+        };
         let grad_weight = zeros_fallible(weight.dim())?;
         Ok(Dense {
             grad_weight,
@@ -148,6 +163,29 @@ impl<F: Real> Dense<F> {
             output: None,
             grad_input: None,
         })
+    }
+
+    /// Overwrites the weight in place with `weight` (shape `(inputs, outputs)`,
+    /// any layout, finite), keeping every buffer. On error nothing changes.
+    pub fn set_weight(&mut self, weight: ArrayView2<'_, F>) -> Result<(), LayerError> {
+        if weight.dim() != self.weight.dim() {
+            return Err(weight_shape_error(
+                weight.shape(),
+                self.inputs(),
+                self.outputs(),
+            ));
+        }
+        check_finite("weight", &weight.into_dyn())?;
+        self.weight.assign(&weight);
+        Ok(())
+    }
+
+    /// Overwrites the bias in place with `bias` (shape `(outputs)`, finite). On error nothing changes.
+    pub fn set_bias(&mut self, bias: ArrayView1<'_, F>) -> Result<(), LayerError> {
+        LayerError::check_shape(NAME, "bias", self.bias.shape(), bias.shape())?;
+        check_finite("bias", &bias.into_dyn())?;
+        self.bias.assign(&bias);
+        Ok(())
     }
 
     /// Number of input features.
@@ -180,42 +218,32 @@ impl<F: Real> Dense<F> {
         self.grad_bias.view()
     }
 
-    /// Runs forward and returns a view of `y`, kept inside the layer.
-    pub fn forward_view(
-        &mut self,
-        input: ArrayView2<'_, F>,
-    ) -> Result<ArrayView2<'_, F>, LayerError> {
-        let batch = input.nrows();
-        LayerError::check_shape(NAME, "input", &[batch, self.inputs()], input.shape())?;
-        reuse_like(&mut self.input, &input).assign(&input);
-        let outputs = self.outputs();
-        let y = reuse(&mut self.output, Ix2(batch, outputs), false);
-        y.assign(&self.bias); // broadcast over rows; the product is added on top
-        general_mat_mul(F::ONE, &input, &self.weight, F::ONE, y);
-        Ok(y.view())
-    }
-
-    /// Stores `dL/dW`, `dL/db` and returns a view of `dL/dx`, kept inside the layer.
-    pub fn backward_view(
-        &mut self,
-        grad_output: ArrayView2<'_, F>,
-    ) -> Result<ArrayView2<'_, F>, LayerError> {
-        self.backward_parameters(grad_output)?;
+    /// Checks a batch against the layer's inputs, explaining the axes.
+    fn check_input(&self, input: &ArrayView2<'_, F>) -> Result<(), LayerError> {
+        let (batch, features) = input.dim();
+        if features == self.inputs() {
+            return Ok(());
+        }
         let inputs = self.inputs();
-        let dx = reuse(
-            &mut self.grad_input,
-            Ix2(grad_output.nrows(), inputs),
-            false,
-        );
-        general_mat_mul(F::ONE, &grad_output, &self.weight.t(), F::zero(), dx);
-        Ok(dx.view())
+        let transposed = if batch == inputs {
+            " (its rows have that length: is it transposed?)"
+        } else {
+            ""
+        };
+        Err(LayerError::shape_described(
+            NAME,
+            "input",
+            format!(
+                "(batch, {inputs}): one sample per row, the layer's {inputs} input features along each row{transposed}"
+            ),
+            input.shape(),
+        ))
     }
 
-    /// Stores `dL/dW` and `dL/db` only, skipping `dL/dx` (for a network's first
-    /// layer, whose input gradient nobody reads: about a third of the backward work).
-    pub fn backward_parameters(
+    /// Stores `dL/dW` and `dL/db` from the cached input and `grad_output`.
+    fn store_parameter_gradients(
         &mut self,
-        grad_output: ArrayView2<'_, F>,
+        grad_output: &ArrayView2<'_, F>,
     ) -> Result<(), LayerError> {
         let x = self
             .input
@@ -230,7 +258,7 @@ impl<F: Real> Dense<F> {
         general_mat_mul(
             F::ONE,
             &x.t(),
-            &grad_output,
+            grad_output,
             F::zero(),
             &mut self.grad_weight,
         );
@@ -239,6 +267,69 @@ impl<F: Real> Dense<F> {
             self.grad_bias += &row;
         }
         Ok(())
+    }
+}
+
+/// At least one input and one output.
+fn check_sizes(inputs: usize, outputs: usize) -> Result<(), LayerError> {
+    for (name, value) in [("inputs", inputs), ("outputs", outputs)] {
+        if value == 0 {
+            return Err(LayerError::InvalidParameter {
+                layer: NAME,
+                name,
+                value: value.to_string(),
+                requirement: "a dense layer needs at least one input and one output",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The error for a weight that is not `(inputs, outputs)`, pointing out a
+/// PyTorch-oriented `(outputs, inputs)` one.
+fn weight_shape_error(found: &[usize], inputs: usize, outputs: usize) -> LayerError {
+    let transposed = if found == [outputs, inputs] {
+        ": it is (outputs, inputs), as PyTorch's nn.Linear stores it; pass its transpose (`.t()` or `.reversed_axes()`)"
+    } else {
+        ""
+    };
+    LayerError::shape_described(
+        NAME,
+        "weight",
+        format!("[{inputs}, {outputs}] (inputs, outputs){transposed}"),
+        found,
+    )
+}
+
+/// The bias has one entry per column of the weight. A bias matching the
+/// weight's rows instead means the weight is the one in the wrong orientation.
+fn check_bias_fits<F>(weight: &ArrayView2<'_, F>, bias: &[usize]) -> Result<(), LayerError> {
+    let (rows, cols) = weight.dim();
+    match bias {
+        [outputs] if *outputs == cols => Ok(()),
+        [outputs] if *outputs == rows => Err(weight_shape_error(weight.shape(), cols, rows)),
+        _ => Err(LayerError::shape_described(
+            NAME,
+            "bias",
+            format!("[{cols}] (one per output: the weight's {cols} columns)"),
+            bias,
+        )),
+    }
+}
+
+/// Every value finite, or an error naming the first that is not and where.
+fn check_finite<F: Real>(
+    name: &'static str,
+    values: &ndarray::ArrayViewD<'_, F>,
+) -> Result<(), LayerError> {
+    match values.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        None => Ok(()),
+        Some((index, value)) => Err(LayerError::InvalidParameter {
+            layer: NAME,
+            name,
+            value: format!("{value} at {:?}", ndarray::Dimension::slice(&index)),
+            requirement: "must be finite",
+        }),
     }
 }
 
@@ -298,13 +389,54 @@ fn normal<F: Real, R: Rng + ?Sized>(
 }
 
 impl<F: Real> Layer<F, Ix2> for Dense<F> {
-    fn forward(&mut self, input: ArrayView2<'_, F>) -> Result<Array2<F>, LayerError> {
-        Ok(self.forward_view(input)?.to_owned())
+    /// Allocates only for a batch larger than any before.
+    fn forward_view(&mut self, input: ArrayView2<'_, F>) -> Result<ArrayView2<'_, F>, LayerError> {
+        self.check_input(&input)?;
+        reuse_like(&mut self.input, &input).assign(&input);
+        let outputs = self.outputs();
+        let y = reuse(&mut self.output, Ix2(input.nrows(), outputs), false);
+        product_plus_bias(&input, &self.weight, &self.bias, y);
+        Ok(y.view())
     }
 
-    fn backward(&mut self, grad_output: ArrayView2<'_, F>) -> Result<Array2<F>, LayerError> {
-        Ok(self.backward_view(grad_output)?.to_owned())
+    /// Also stores `dL/dW` and `dL/db`, overwriting the last ones.
+    fn backward_view(
+        &mut self,
+        grad_output: ArrayView2<'_, F>,
+    ) -> Result<ArrayView2<'_, F>, LayerError> {
+        self.store_parameter_gradients(&grad_output)?;
+        let inputs = self.inputs();
+        let dx = reuse(
+            &mut self.grad_input,
+            Ix2(grad_output.nrows(), inputs),
+            false,
+        );
+        general_mat_mul(F::ONE, &grad_output, &self.weight.t(), F::zero(), dx);
+        Ok(dx.view())
     }
+
+    /// Skips `dL/dx`, about a third of the backward work.
+    fn backward_parameters(&mut self, grad_output: ArrayView2<'_, F>) -> Result<(), LayerError> {
+        self.store_parameter_gradients(&grad_output)
+    }
+
+    fn infer(&self, input: ArrayView2<'_, F>) -> Result<Array2<F>, LayerError> {
+        self.check_input(&input)?;
+        let mut y = zeros_fallible((input.nrows(), self.outputs()))?;
+        product_plus_bias(&input, &self.weight, &self.bias, &mut y);
+        Ok(y)
+    }
+}
+
+/// `y = x W + b`, into `y` of shape `(batch, outputs)`.
+fn product_plus_bias<F: Real>(
+    x: &ArrayView2<'_, F>,
+    weight: &Array2<F>,
+    bias: &Array1<F>,
+    y: &mut Array2<F>,
+) {
+    y.assign(bias); // broadcast over rows; the product is added on top
+    general_mat_mul(F::ONE, x, weight, F::ONE, y);
 }
 
 impl<F: Real> Parameters<F> for Dense<F> {

@@ -1,28 +1,141 @@
 //! The [`Layer`] trait every layer implements, and the crate's error type.
 
-use ndarray::{Array, ArrayView, Dimension};
+use ndarray::{Array, ArrayView, Dimension, Ix2};
 use thiserror::Error;
+
+use crate::optim::{Parameter, Parameters};
 
 /// A differentiable layer: `forward` maps an input batch to an output and
 /// remembers what `backward` needs; `backward` maps `dL/dy` to `dL/dx`.
 ///
-/// `backward` always refers to the most recent successful `forward`.
-pub trait Layer<F, D: Dimension> {
-    /// Computes the output for `input` and caches what `backward` needs.
-    fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError>;
+/// There are three ways to run a layer, one trait for all of them:
+///
+/// | call | returns | allocates | caches |
+/// |---|---|---|---|
+/// | [`forward_view`](Self::forward_view), [`backward_view`](Self::backward_view) | a view of the layer's own buffer | only for a batch larger than any before | yes |
+/// | [`forward`](Self::forward), [`backward`](Self::backward) | an owned array | the result | yes |
+/// | [`infer`](Self::infer) (`&self`) | an owned array | the result | no: training state is untouched |
+///
+/// `backward` always refers to the most recent successful `forward`. Every
+/// layer is also [`Parameters`] (layers without weights visit nothing), so a
+/// container of layers, such as [`Sequential`](crate::Sequential), can hand
+/// all its weights to an optimiser.
+///
+/// A training step on the view path, written by hand: each view borrows
+/// its layer until the next layer has read it, so the chain needs no copies
+/// and the borrow checker is satisfied as long as the loss is not a field
+/// of the same struct as the layers borrowed at that moment.
+/// ```
+/// use ndlayers::prelude::*;
+/// use ndlayers::ndarray::array;
+/// use ndlayers::rand::{SeedableRng, rngs::StdRng};
+///
+/// let mut rng = StdRng::seed_from_u64(0);
+/// let (mut dense, mut tanh) = (Dense::<f32>::new(2, 3, Init::GlorotUniform, &mut rng)?, Tanh::new());
+/// let mut loss = SoftmaxCrossEntropy::new();
+/// let mut sgd = Sgd::new(0.1)?;
+/// let (x, labels) = (array![[0.5_f32, -1.0], [1.0, 2.0]], array![2_u8, 0]);
+///
+/// let h = dense.forward_view(x.view())?;
+/// let y = tanh.forward_view(h)?;
+/// let before = loss.forward(y, labels.view())?;
+/// let dh = tanh.backward_view(loss.backward_view()?)?;
+/// dense.backward_parameters(dh)?; // the network's input needs no gradient
+/// sgd.step(&mut [&mut dense])?;
+/// let after = loss.loss(tanh.infer(dense.infer(x.view())?.view())?.view(), labels.view())?;
+/// assert!(after < before);
+/// # Ok::<(), LayerError>(())
+/// ```
+pub trait Layer<F, D: Dimension = Ix2>: Parameters<F> {
+    /// Computes the output for `input`, caches what `backward` needs, and
+    /// returns a view of the output, kept inside the layer.
+    fn forward_view(
+        &mut self,
+        input: ArrayView<'_, F, D>,
+    ) -> Result<ArrayView<'_, F, D>, LayerError>;
 
-    /// Returns `dL/dx` for the cached forward, given `grad_output = dL/dy`.
-    fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError>;
+    /// Returns a view of `dL/dx` for the cached forward, given
+    /// `grad_output = dL/dy`, computed into a buffer the layer keeps; layers
+    /// with parameters also store their gradients.
+    fn backward_view(
+        &mut self,
+        grad_output: ArrayView<'_, F, D>,
+    ) -> Result<ArrayView<'_, F, D>, LayerError>;
+
+    /// The output for `input`, computed from `&self`: no cache, gradient or
+    /// buffer of the layer is read or written, so a network can be evaluated
+    /// between a training step's forward and backward, or shared across threads.
+    fn infer(&self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError>;
+
+    /// Computes the output for `input` and caches what `backward` needs; an owned copy of
+    /// [`forward_view`](Self::forward_view).
+    fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError>
+    where
+        F: Clone,
+    {
+        Ok(self.forward_view(input)?.to_owned())
+    }
+
+    /// Returns `dL/dx` for the cached forward, given `grad_output = dL/dy`; an owned copy of
+    /// [`backward_view`](Self::backward_view).
+    fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError>
+    where
+        F: Clone,
+    {
+        Ok(self.backward_view(grad_output)?.to_owned())
+    }
+
+    /// Stores the parameter gradients of [`backward_view`](Self::backward_view)
+    /// without returning `dL/dx`, for a network's first layer, whose input
+    /// gradient nobody reads. Layers that can skip work here do
+    /// ([`Dense`](crate::Dense) skips a third of its backward).
+    fn backward_parameters(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<(), LayerError> {
+        self.backward_view(grad_output).map(drop)
+    }
 }
 
 /// A boxed layer is a layer, so networks can hold `Vec<Box<dyn Layer<F, D>>>`.
 impl<F, D: Dimension, L: Layer<F, D> + ?Sized> Layer<F, D> for Box<L> {
-    fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+    fn forward_view(
+        &mut self,
+        input: ArrayView<'_, F, D>,
+    ) -> Result<ArrayView<'_, F, D>, LayerError> {
+        (**self).forward_view(input)
+    }
+
+    fn backward_view(
+        &mut self,
+        grad_output: ArrayView<'_, F, D>,
+    ) -> Result<ArrayView<'_, F, D>, LayerError> {
+        (**self).backward_view(grad_output)
+    }
+
+    fn infer(&self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+        (**self).infer(input)
+    }
+
+    fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError>
+    where
+        F: Clone,
+    {
         (**self).forward(input)
     }
 
-    fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+    fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError>
+    where
+        F: Clone,
+    {
         (**self).backward(grad_output)
+    }
+
+    fn backward_parameters(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<(), LayerError> {
+        (**self).backward_parameters(grad_output)
+    }
+}
+
+impl<F, L: Parameters<F> + ?Sized> Parameters<F> for Box<L> {
+    fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, F>)) {
+        (**self).visit_parameters(visit)
     }
 }
 
@@ -41,14 +154,16 @@ pub enum LayerError {
         layer: &'static str,
     },
     /// An array's shape does not fit what the call needs.
-    #[error("{layer}: {what} has shape {found:?}, expected {expected:?}")]
+    #[error("{layer}: {what} has shape {found:?}, expected {expected}")]
     ShapeMismatch {
         /// The layer or loss that was called.
         layer: &'static str,
         /// Which argument was wrong, e.g. `"grad_output"`.
         what: &'static str,
-        /// The shape that would have fit.
-        expected: Vec<usize>,
+        /// The shape that would have fit, e.g. `[32, 10]`, or a description
+        /// of it with what each axis means, e.g. `(batch, 64): rows are
+        /// samples, columns the layer's 64 inputs; is it transposed?`.
+        expected: String,
         /// The shape that was passed.
         found: Vec<usize>,
     },
@@ -59,8 +174,8 @@ pub enum LayerError {
         layer: &'static str,
         /// Position of the label in the batch.
         index: usize,
-        /// The offending label.
-        label: usize,
+        /// The offending label (negative for a negative signed label).
+        label: i128,
         /// Number of classes (columns of the logits).
         classes: usize,
     },
@@ -104,10 +219,20 @@ impl LayerError {
         expected: &[usize],
         found: &[usize],
     ) -> Self {
+        Self::shape_described(layer, what, format!("{expected:?}"), found)
+    }
+
+    /// A [`LayerError::ShapeMismatch`] whose expected shape is described in words.
+    pub(crate) fn shape_described(
+        layer: &'static str,
+        what: &'static str,
+        expected: String,
+        found: &[usize],
+    ) -> Self {
         LayerError::ShapeMismatch {
             layer,
             what,
-            expected: expected.to_vec(),
+            expected,
             found: found.to_vec(),
         }
     }

@@ -117,15 +117,17 @@ pub mod math;
 pub mod optim;
 pub mod prelu;
 pub mod real;
+pub mod sequential;
 pub mod softmax;
 
 pub use activation::{DerivativeFrom, Elementwise, ElementwiseFn, Relu, Sigmoid, Tanh};
 pub use dense::{Dense, Init};
 pub use layer::{Layer, LayerError};
-pub use loss::{Mse, SoftmaxCrossEntropy};
+pub use loss::{ClassIndex, ClassTargets, Loss, Mse, SoftmaxCrossEntropy};
 pub use optim::{Parameter, Parameters, Sgd};
 pub use prelu::Prelu;
 pub use real::Real;
+pub use sequential::Sequential;
 pub use softmax::{LogSoftmax, Softmax, Softmin};
 
 /// The traits and layers most programs need: `use ndlayers::prelude::*;`.
@@ -133,9 +135,10 @@ pub mod prelude {
     pub use crate::activation::{Relu, Sigmoid, Tanh};
     pub use crate::dense::{Dense, Init};
     pub use crate::layer::{Layer, LayerError};
-    pub use crate::loss::{Mse, SoftmaxCrossEntropy};
+    pub use crate::loss::{Loss, Mse, SoftmaxCrossEntropy};
     pub use crate::ndarray::Ix2;
     pub use crate::optim::{Parameter, Parameters, Sgd};
     pub use crate::real::Real;
+    pub use crate::sequential::Sequential;
     pub use crate::softmax::{LogSoftmax, Softmax, Softmin};
 }

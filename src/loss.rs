@@ -6,8 +6,9 @@
 
 use ndarray::{Array, Array2, ArrayView, ArrayView1, ArrayView2, Dimension, Ix2, Zip};
 
-use crate::buffer::reuse;
+use crate::buffer::{reuse, reuse_like};
 use crate::kernels;
+use crate::layer::Layer;
 use crate::layer::LayerError;
 use crate::real::Real;
 
@@ -46,11 +47,189 @@ use crate::real::Real;
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct SoftmaxCrossEntropy<F> {
-    /// `(softmax(x) - onehot(t)) / B` from the last forward.
+    /// The gradient of the mean loss with respect to the logits, from the last forward.
     grad: Option<Array2<F>>,
 }
 
 const CE: &str = "SoftmaxCrossEntropy";
+
+/// The losses' common interface, for training code generic over the loss:
+/// `forward` returns the mean loss and fills the gradient, `loss` computes
+/// the same number through `&self` without touching it, `backward_view`
+/// lends the gradient of the last `forward`.
+///
+/// `T` is the target: class indices or probabilities for
+/// [`SoftmaxCrossEntropy`] (see [`ClassTargets`]), an array like the
+/// prediction for [`Mse`].
+pub trait Loss<F, D: Dimension, T> {
+    /// The mean loss of `prediction` against `target`; caches its gradient.
+    fn forward(&mut self, prediction: ArrayView<'_, F, D>, target: T) -> Result<F, LayerError>;
+
+    /// The same mean loss as [`forward`](Self::forward), leaving the cached gradient alone.
+    fn loss(&self, prediction: ArrayView<'_, F, D>, target: T) -> Result<F, LayerError>;
+
+    /// `d(mean loss)/d(prediction)` for the last forward, as a view of the loss's own buffer.
+    fn backward_view(&self) -> Result<ArrayView<'_, F, D>, LayerError>;
+}
+
+/// What [`SoftmaxCrossEntropy`] compares each row of logits with, as
+/// PyTorch's `CrossEntropyLoss` accepts:
+///
+/// | target | type | row loss `ℓ_b` | `dℓ_b/dx_bj` |
+/// |---|---|---|---|
+/// | class indices, shape `(batch)` | `ArrayView1` of any integer type ([`ClassIndex`]) | `-log_softmax(x_b)[t_b]` | `p_bj - [j = t_b]` |
+/// | probabilities (one-hot or soft), shape `(batch, classes)` | `ArrayView2<F>` | `-Σ_j t_bj log_softmax(x_b)_j` | `p_bj Σ_k t_bk - t_bj` |
+///
+/// Probabilities must be finite and non-negative; rows need not sum to 1
+/// (the gradient's `Σ_k t_bk` keeps it exact for any row sum). A class
+/// whose probability is 0 contributes 0 even where its log-probability is
+/// `-∞` (a `-∞` logit), where PyTorch's `0 · -∞` gives NaN.
+///
+/// The trait is sealed: these are the targets there are.
+pub trait ClassTargets<F>: sealed::Sealed {
+    /// Checks the targets against logits of shape `(batch, classes)`.
+    #[doc(hidden)]
+    fn check(&self, batch: usize, classes: usize) -> Result<(), LayerError>;
+    /// `ℓ_b` from row `b`'s log-probabilities.
+    #[doc(hidden)]
+    fn row_loss(&self, row: usize, log_p: &[F]) -> F;
+    /// Turns row `b`'s probabilities `p` into `scale · dℓ_b/dx_b`.
+    #[doc(hidden)]
+    fn row_gradient(&self, row: usize, p: &mut [F], scale: F);
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<U: super::ClassIndex> Sealed for ndarray::ArrayView1<'_, U> {}
+    impl<F> Sealed for ndarray::ArrayView2<'_, F> {}
+    macro_rules! sealed {
+        ($($t:ty),*) => {$( impl Sealed for $t {} )*};
+    }
+    sealed!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+}
+
+/// An integer type usable as a class index: any unsigned one (`u8` to
+/// `u64`, `usize`) and, as PyTorch's `int64` labels, the signed ones, where a
+/// negative label is a [`LayerError::LabelOutOfRange`]. Unsuffixed literals
+/// (`array![0, 2]`) are `i32` and work as they are.
+pub trait ClassIndex: Copy + sealed::Sealed {
+    /// The index as a `usize`, or `None` where it is negative or does not fit.
+    fn to_index(self) -> Option<usize>;
+    /// The value, for error messages.
+    fn value(self) -> i128;
+}
+
+macro_rules! class_index {
+    ($($t:ty),*) => {$(
+        impl ClassIndex for $t {
+            #[inline]
+            fn to_index(self) -> Option<usize> {
+                usize::try_from(self).ok()
+            }
+            fn value(self) -> i128 {
+                // Lossless: i128 holds every u64 and i64.
+                self as i128
+            }
+        }
+    )*};
+}
+class_index!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+
+impl<F: Real, U: ClassIndex> ClassTargets<F> for ArrayView1<'_, U> {
+    fn check(&self, batch: usize, classes: usize) -> Result<(), LayerError> {
+        if self.len() != batch {
+            // Logits of shape (classes, labels) are the transpose of what fits:
+            // blame them, not the labels.
+            return Err(if classes == self.len() {
+                LayerError::shape_described(
+                    CE,
+                    "logits",
+                    format!(
+                        "({}, classes): one row per label (is it transposed?)",
+                        self.len()
+                    ),
+                    &[batch, classes],
+                )
+            } else {
+                LayerError::shape_described(
+                    CE,
+                    "labels",
+                    format!("[{batch}]: one class index per row of the logits"),
+                    self.shape(),
+                )
+            });
+        }
+        match self
+            .iter()
+            .enumerate()
+            .find(|&(_, &t)| t.to_index().is_none_or(|label| label >= classes))
+        {
+            Some((index, &label)) => Err(LayerError::LabelOutOfRange {
+                layer: CE,
+                index,
+                label: label.value(),
+                classes,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn row_loss(&self, row: usize, log_p: &[F]) -> F {
+        -log_p[label(self, row)]
+    }
+
+    fn row_gradient(&self, row: usize, p: &mut [F], scale: F) {
+        let label = label(self, row);
+        // The true class's p - 1 cancels when the answer is confident (in
+        // f32 it is 0 once p rounds to 1); -Σ_{j≠label} p_j is the same
+        // number without the cancellation.
+        let others = sum_except(p, label);
+        for p in p.iter_mut() {
+            *p *= scale;
+        }
+        p[label] = -others * scale;
+    }
+}
+
+/// Row `row`'s label, checked by [`ClassTargets::check`] before any use.
+fn label<U: ClassIndex>(labels: &ArrayView1<'_, U>, row: usize) -> usize {
+    labels[row].to_index().unwrap_or(usize::MAX)
+}
+
+impl<F: Real> ClassTargets<F> for ArrayView2<'_, F> {
+    fn check(&self, batch: usize, classes: usize) -> Result<(), LayerError> {
+        LayerError::check_shape(CE, "target probabilities", &[batch, classes], self.shape())?;
+        match self
+            .indexed_iter()
+            .find(|(_, t)| !(t.is_finite() && **t >= F::zero()))
+        {
+            Some(((row, class), t)) => Err(LayerError::InvalidParameter {
+                layer: CE,
+                name: "target probability",
+                value: format!("{t} at [{row}, {class}]"),
+                requirement: "must be finite and non-negative",
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn row_loss(&self, row: usize, log_p: &[F]) -> F {
+        -self
+            .row(row)
+            .iter()
+            .zip(log_p)
+            .filter(|&(&t, _)| t != F::zero())
+            .fold(F::zero(), |total, (&t, &l)| total + t * l)
+    }
+
+    fn row_gradient(&self, row: usize, p: &mut [F], scale: F) {
+        let t = self.row(row);
+        let mass = t.iter().fold(F::zero(), |total, &t| total + t);
+        for (p, &t) in p.iter_mut().zip(&t) {
+            *p = (*p * mass - t) * scale;
+        }
+    }
+}
 
 impl<F: Real> SoftmaxCrossEntropy<F> {
     /// A loss with an empty cache.
@@ -58,76 +237,58 @@ impl<F: Real> SoftmaxCrossEntropy<F> {
         SoftmaxCrossEntropy { grad: None }
     }
 
-    /// The mean cross-entropy of `softmax(logits)` against `labels` (one class index per row).
-    pub fn forward(
+    /// The mean cross-entropy of `softmax(logits)` against `target`: class
+    /// indices (one per row, any unsigned integer type) or probabilities
+    /// (see [`ClassTargets`]). Caches the gradient for [`backward_view`](Self::backward_view).
+    pub fn forward<T: ClassTargets<F>>(
         &mut self,
         logits: ArrayView2<'_, F>,
-        labels: ArrayView1<'_, usize>,
+        target: T,
     ) -> Result<F, LayerError> {
-        let (batch, classes) = logits.dim();
-        LayerError::check_shape(CE, "labels", &[batch], labels.shape())?;
-        if batch == 0 {
-            return Err(LayerError::Empty {
-                layer: CE,
-                what: "the batch",
-            });
-        }
-        if let Some((index, &label)) = labels.indexed_iter().find(|&(_, &label)| label >= classes) {
-            return Err(LayerError::LabelOutOfRange {
-                layer: CE,
-                index,
-                label,
-                classes,
-            });
-        }
+        let (batch, classes) = check_logits(&logits, &target)?;
         let grad = reuse(&mut self.grad, Ix2(batch, classes), false);
         let logits = logits.as_standard_layout();
         let (Some(x), Some(g)) = (logits.as_slice(), grad.as_slice_mut()) else {
             unreachable!("standard-layout arrays are contiguous slices")
         };
-        // Each row's loss is -log_softmax(x)[label], taken from the log-softmax
-        // kernel (a dominant correct logit keeps its tiny loss instead of
-        // rounding ln(1 + s) to 0); the gradient from the softmax kernel,
-        // whose small probabilities keep full precision too. g holds one, then the other.
+        // Each row's loss is taken from the log-softmax kernel (a dominant
+        // correct logit keeps its tiny loss instead of rounding ln(1 + s) to
+        // 0); the gradient from the softmax kernel, whose small probabilities
+        // keep full precision too. g holds one, then the other.
         kernels::log_softmax_rows(x, g, classes);
-        let scale = F::ONE / F::from_usize(batch).unwrap_or(F::nan());
-        let row_loss = |(row, &label): (usize, &usize)| -g[row * classes + label];
-        let total = labels
-            .iter()
-            .enumerate()
-            .map(row_loss)
-            .fold(F::zero(), |t, l| t + l);
-        let mut mean = total * scale;
-        if total.is_infinite()
-            && labels
-                .iter()
-                .enumerate()
-                .map(row_loss)
-                .all(|l| l.is_finite())
-        {
-            // Huge finite losses (logits near 1e38 in f32) whose sum overflows
-            // while their mean does not: scale each before adding.
-            mean = labels
-                .iter()
-                .enumerate()
-                .map(row_loss)
-                .fold(F::zero(), |t, l| t + l * scale);
-        }
+        let mean = mean_loss::<F, T>(&target, g, batch, classes);
         kernels::softmax_rows(x, g, classes, F::ONE);
-        for (row, &label) in g.chunks_exact_mut(classes).zip(&labels) {
-            // The true class's p - 1 cancels when the answer is confident (in
-            // f32 it is 0 once p rounds to 1); -Σ_{j≠label} p_j is the same
-            // number without the cancellation.
-            let others = sum_except(row, label);
-            for g in row.iter_mut() {
-                *g *= scale;
-            }
-            row[label] = -others * scale;
+        let scale = batch_scale::<F>(batch);
+        for (row, p) in g.chunks_exact_mut(classes).enumerate() {
+            target.row_gradient(row, p, scale);
         }
         Ok(mean)
     }
 
-    /// `d(mean loss)/d(logits) = (softmax(logits) - onehot(labels)) / batch` for the last forward.
+    /// The mean loss of [`forward`](Self::forward), through `&self`: the
+    /// cached gradient is left as it was, and none is computed.
+    pub fn loss<T: ClassTargets<F>>(
+        &self,
+        logits: ArrayView2<'_, F>,
+        target: T,
+    ) -> Result<F, LayerError> {
+        let (batch, classes) = check_logits(&logits, &target)?;
+        let logits = logits.as_standard_layout();
+        let mut log_p = Array2::zeros((batch, classes));
+        let (Some(x), Some(l)) = (logits.as_slice(), log_p.as_slice_mut()) else {
+            unreachable!("standard-layout arrays are contiguous slices")
+        };
+        kernels::log_softmax_rows(x, l, classes);
+        Ok(mean_loss::<F, T>(&target, l, batch, classes))
+    }
+
+    /// `softmax(logits)` row by row: the probabilities the loss compares
+    /// with its target, for evaluation (`&self`; the cache is untouched).
+    pub fn probabilities(&self, logits: ArrayView2<'_, F>) -> Result<Array2<F>, LayerError> {
+        crate::softmax::Softmax::new().infer(logits)
+    }
+
+    /// `d(mean loss)/d(logits)` for the last forward, e.g. `(softmax(logits) - onehot(labels)) / batch`.
     pub fn backward(&self) -> Result<Array2<F>, LayerError> {
         Ok(self.backward_view()?.to_owned())
     }
@@ -139,6 +300,61 @@ impl<F: Real> SoftmaxCrossEntropy<F> {
             .map(|g| g.view())
             .ok_or(LayerError::BackwardBeforeForward { layer: CE })
     }
+}
+
+impl<F: Real, T: ClassTargets<F>> Loss<F, Ix2, T> for SoftmaxCrossEntropy<F> {
+    fn forward(&mut self, logits: ArrayView2<'_, F>, target: T) -> Result<F, LayerError> {
+        SoftmaxCrossEntropy::forward(self, logits, target)
+    }
+
+    fn loss(&self, logits: ArrayView2<'_, F>, target: T) -> Result<F, LayerError> {
+        SoftmaxCrossEntropy::loss(self, logits, target)
+    }
+
+    fn backward_view(&self) -> Result<ArrayView2<'_, F>, LayerError> {
+        SoftmaxCrossEntropy::backward_view(self)
+    }
+}
+
+/// The logits' `(batch, classes)`, once the target fits them and the batch is not empty.
+fn check_logits<F: Real, T: ClassTargets<F>>(
+    logits: &ArrayView2<'_, F>,
+    target: &T,
+) -> Result<(usize, usize), LayerError> {
+    let (batch, classes) = logits.dim();
+    target.check(batch, classes)?;
+    if batch == 0 {
+        return Err(LayerError::Empty {
+            layer: CE,
+            what: "the batch",
+        });
+    }
+    Ok((batch, classes))
+}
+
+/// `1 / batch`, the factor of the mean.
+fn batch_scale<F: Real>(batch: usize) -> F {
+    F::ONE / F::from_usize(batch).unwrap_or(F::nan())
+}
+
+/// The mean of the rows' losses, from the row-major log-probabilities.
+fn mean_loss<F: Real, T: ClassTargets<F>>(
+    target: &T,
+    log_p: &[F],
+    batch: usize,
+    classes: usize,
+) -> F {
+    let scale = batch_scale::<F>(batch);
+    let row_loss = |row: usize| target.row_loss(row, &log_p[row * classes..][..classes]);
+    let total = (0..batch).map(row_loss).fold(F::zero(), |t, l| t + l);
+    if total.is_infinite() && (0..batch).map(row_loss).all(|l| l.is_finite()) {
+        // Huge finite losses (logits near 1e38 in f32) whose sum overflows
+        // while their mean does not: scale each before adding.
+        return (0..batch)
+            .map(row_loss)
+            .fold(F::zero(), |t, l| t + l * scale);
+    }
+    total * scale
 }
 
 /// `Σ_{j≠skip} row_j`: a plain sum over short rows (a few ulp; a call to the
@@ -192,11 +408,10 @@ impl<F: Real, D: Dimension> Mse<F, D> {
         Self::default()
     }
 
-    /// The mean of `(prediction - target)²` over all elements.
-    pub fn forward(
-        &mut self,
-        prediction: ArrayView<'_, F, D>,
-        target: ArrayView<'_, F, D>,
+    /// `N`, once `target` fits `prediction` and there is at least one element.
+    fn check(
+        prediction: &ArrayView<'_, F, D>,
+        target: &ArrayView<'_, F, D>,
     ) -> Result<F, LayerError> {
         LayerError::check_shape(MSE, "target", prediction.shape(), target.shape())?;
         if prediction.is_empty() {
@@ -205,14 +420,19 @@ impl<F: Real, D: Dimension> Mse<F, D> {
                 what: "the prediction",
             });
         }
-        let n = F::from_usize(prediction.len()).unwrap_or(F::nan());
+        Ok(F::from_usize(prediction.len()).unwrap_or(F::nan()))
+    }
+
+    /// The mean of `(prediction - target)²` over all elements; caches the
+    /// gradient in a buffer reused for every shape no larger than the largest seen.
+    pub fn forward(
+        &mut self,
+        prediction: ArrayView<'_, F, D>,
+        target: ArrayView<'_, F, D>,
+    ) -> Result<F, LayerError> {
+        let n = Self::check(&prediction, &target)?;
         let two_over_n = F::TWO / n;
-        let grad = self
-            .grad
-            .get_or_insert_with(|| Array::zeros(prediction.raw_dim()));
-        if grad.shape() != prediction.shape() {
-            *grad = Array::zeros(prediction.raw_dim());
-        }
+        let grad = reuse_like(&mut self.grad, &prediction);
         let mut total = F::zero();
         Zip::from(grad)
             .and(&prediction)
@@ -225,11 +445,53 @@ impl<F: Real, D: Dimension> Mse<F, D> {
         Ok(total / n)
     }
 
+    /// The mean loss of [`forward`](Self::forward) through `&self`, leaving the cached gradient alone.
+    pub fn loss(
+        &self,
+        prediction: ArrayView<'_, F, D>,
+        target: ArrayView<'_, F, D>,
+    ) -> Result<F, LayerError> {
+        let n = Self::check(&prediction, &target)?;
+        let mut total = F::zero();
+        Zip::from(&prediction).and(&target).for_each(|&p, &t| {
+            let d = p - t;
+            total += d * d;
+        });
+        Ok(total / n)
+    }
+
     /// `d(mean loss)/d(prediction) = 2 (prediction - target) / N` for the last forward.
     pub fn backward(&self) -> Result<Array<F, D>, LayerError> {
+        Ok(self.backward_view()?.to_owned())
+    }
+
+    /// The same gradient as [`backward`](Self::backward), as a view of the loss's own buffer.
+    pub fn backward_view(&self) -> Result<ArrayView<'_, F, D>, LayerError> {
         self.grad
             .as_ref()
-            .cloned()
+            .map(|g| g.view())
             .ok_or(LayerError::BackwardBeforeForward { layer: MSE })
+    }
+}
+
+impl<'t, F: Real, D: Dimension> Loss<F, D, ArrayView<'t, F, D>> for Mse<F, D> {
+    fn forward(
+        &mut self,
+        prediction: ArrayView<'_, F, D>,
+        target: ArrayView<'t, F, D>,
+    ) -> Result<F, LayerError> {
+        Mse::forward(self, prediction, target)
+    }
+
+    fn loss(
+        &self,
+        prediction: ArrayView<'_, F, D>,
+        target: ArrayView<'t, F, D>,
+    ) -> Result<F, LayerError> {
+        Mse::loss(self, prediction, target)
+    }
+
+    fn backward_view(&self) -> Result<ArrayView<'_, F, D>, LayerError> {
+        Mse::backward_view(self)
     }
 }

@@ -39,10 +39,16 @@ pub struct Parameter<'a, F> {
     pub grad: ArrayViewD<'a, F>,
 }
 
-/// A layer with learnable parameters.
+/// A layer with learnable parameters, or (visiting nothing) one without.
+///
+/// Every [`Layer`](crate::Layer) is `Parameters`, so containers of layers can
+/// give all their weights to an optimiser. A layer without weights needs only
+/// `impl Parameters<F> for MyLayer {}`.
 pub trait Parameters<F> {
     /// Calls `visit` once for each parameter, always in the same order.
-    fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, F>));
+    ///
+    /// The default visits nothing.
+    fn visit_parameters(&mut self, _visit: &mut dyn FnMut(Parameter<'_, F>)) {}
 }
 
 /// Stochastic gradient descent, with optional (heavy-ball) momentum, as PyTorch's `SGD`:

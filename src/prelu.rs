@@ -1,10 +1,11 @@
 //! PReLU: a leaky ReLU whose negative slope is learned, one per channel.
 
 use ndarray::{
-    Array, Array1, ArrayView, ArrayView1, ArrayViewMut, Axis, Dimension, Ix2, RemoveAxis, Zip,
+    Array, Array1, ArrayView, ArrayView1, ArrayViewMut, Axis, Dimension, Ix2, RemoveAxis,
+    ShapeBuilder, Zip,
 };
 
-use crate::buffer::try_vec;
+use crate::buffer::{is_fortran, reuse_like, try_vec};
 use crate::layer::{Layer, LayerError};
 use crate::optim::{Parameter, Parameters};
 use crate::real::Real;
@@ -45,7 +46,11 @@ const INITIAL_SLOPE: f64 = 0.25;
 pub struct Prelu<F, D: Dimension = Ix2> {
     weight: Array1<F>,
     grad_weight: Array1<F>,
+    /// `x` from the last forward.
     input: Option<Array<F, D>>,
+    /// The buffers behind the view methods.
+    output: Option<Array<F, D>>,
+    grad_input: Option<Array<F, D>>,
 }
 
 impl<F: Real, D: Dimension> Prelu<F, D> {
@@ -72,6 +77,8 @@ impl<F: Real, D: Dimension> Prelu<F, D> {
             grad_weight: Array1::from_vec(grad),
             weight,
             input: None,
+            output: None,
+            grad_input: None,
         })
     }
 
@@ -129,29 +136,50 @@ fn backward_with_slope<F: Real, E: Dimension>(
     da
 }
 
-impl<F: Real, D: RemoveAxis> Layer<F, D> for Prelu<F, D> {
-    fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
-        self.check_channels(&input)?;
-        let mut y = input.to_owned();
-        if self.weight.len() == 1 {
-            let a = self.weight[0];
-            y.mapv_inplace(|v| if v > F::zero() { v } else { a * v });
-        } else {
-            for (mut lane, &a) in y.axis_iter_mut(Axis(1)).zip(&self.weight) {
-                lane.mapv_inplace(|v| if v > F::zero() { v } else { a * v });
-            }
+/// `y = x if x > 0 else a · x`, with `a` the slope of each element's channel.
+fn apply<F: Real, D: RemoveAxis>(
+    weight: &Array1<F>,
+    x: ArrayView<'_, F, D>,
+    mut y: ArrayViewMut<'_, F, D>,
+) {
+    let leaky = |a: F| move |y: &mut F, &x: &F| *y = if x > F::zero() { x } else { a * x };
+    if let [a] = weight.as_slice().unwrap_or(&[]) {
+        Zip::from(y).and(&x).for_each(leaky(*a));
+    } else {
+        for ((y, x), &a) in y
+            .axis_iter_mut(Axis(1))
+            .zip(x.axis_iter(Axis(1)))
+            .zip(weight)
+        {
+            Zip::from(y).and(&x).for_each(leaky(a));
         }
-        self.input = Some(input.to_owned());
-        Ok(y)
+    }
+}
+
+impl<F: Real, D: RemoveAxis> Layer<F, D> for Prelu<F, D> {
+    /// Allocates only for a larger array or another memory order than before.
+    fn forward_view(
+        &mut self,
+        input: ArrayView<'_, F, D>,
+    ) -> Result<ArrayView<'_, F, D>, LayerError> {
+        self.check_channels(&input)?;
+        reuse_like(&mut self.input, &input).assign(&input);
+        let y = reuse_like(&mut self.output, &input);
+        apply(&self.weight, input, y.view_mut());
+        Ok(y.view())
     }
 
-    fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+    /// Also stores `dL/da`.
+    fn backward_view(
+        &mut self,
+        grad_output: ArrayView<'_, F, D>,
+    ) -> Result<ArrayView<'_, F, D>, LayerError> {
         let x = self
             .input
             .as_ref()
             .ok_or(LayerError::BackwardBeforeForward { layer: NAME })?;
         LayerError::check_shape(NAME, "grad_output", x.shape(), grad_output.shape())?;
-        let mut dx = Array::zeros(x.raw_dim());
+        let dx = reuse_like(&mut self.grad_input, &x.view());
         if self.weight.len() == 1 {
             self.grad_weight[0] =
                 backward_with_slope(self.weight[0], x.view(), grad_output, dx.view_mut());
@@ -165,7 +193,14 @@ impl<F: Real, D: RemoveAxis> Layer<F, D> for Prelu<F, D> {
                 *da = backward_with_slope(a, x, g, dx);
             }
         }
-        Ok(dx)
+        Ok(dx.view())
+    }
+
+    fn infer(&self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+        self.check_channels(&input)?;
+        let mut y = Array::zeros(input.raw_dim().set_f(is_fortran(&input)));
+        apply(&self.weight, input, y.view_mut());
+        Ok(y)
     }
 }
 

@@ -9,11 +9,12 @@
 use std::fmt::Debug;
 use std::marker::PhantomData;
 
-use ndarray::{Array, Array3, ArrayView, ArrayViewMut, Axis, Dimension, Ix2};
+use ndarray::{Array, Array3, ArrayView, ArrayViewMut, Axis, CowArray, Dimension, Ix2};
 
 use crate::buffer::reuse_like;
 use crate::kernels;
 use crate::layer::{Layer, LayerError};
+use crate::optim::Parameters;
 use crate::real::Real;
 
 /// What [`Normalize`] computes along its axis: a row kernel and its
@@ -223,25 +224,22 @@ impl<K: Normalization, F: Real, D: Dimension> Normalize<K, F, D> {
             })
     }
 
-    /// Runs forward and returns a view of the output, kept inside the layer.
-    ///
-    /// Allocates only when the shape changes or the input needs reordering
-    /// (the normalised axis is not the innermost one in memory).
-    pub fn forward_view(
-        &mut self,
-        input: ArrayView<'_, F, D>,
-    ) -> Result<ArrayView<'_, F, D>, LayerError> {
+    /// `input` with the axis moved last, in a row-major array (a free view
+    /// when it already is one), and the permutation that moves it back.
+    fn moved_last<'a>(
+        axis: Option<Axis>,
+        input: ArrayView<'a, F, D>,
+    ) -> Result<(CowArray<'a, F, D>, D), LayerError> {
         let ndim = input.ndim();
-        let axis = Self::axis_index(self.axis, ndim)?;
+        let axis = Self::axis_index(axis, ndim)?;
         let (to_last, back) = axis_last_permutation::<D>(ndim, axis);
         let moved = input.permuted_axes(to_last);
-        let moved = moved.as_standard_layout();
-        let cols = moved.shape()[ndim - 1];
-        let y = reuse_like(&mut self.cache, &moved.view());
-        if let (Some(xs), Some(ys)) = (moved.as_slice(), y.as_slice_mut()) {
-            K::forward_rows(xs, ys, cols);
-        }
-        Ok(y.view().permuted_axes(back))
+        let moved = if moved.is_standard_layout() {
+            CowArray::from(moved)
+        } else {
+            CowArray::from(moved.as_standard_layout().into_owned())
+        };
+        Ok((moved, back))
     }
 
     /// The cache, its axis permutations, and a check of `grad_output`'s shape against it.
@@ -289,22 +287,6 @@ impl<K: Normalization, F: Real, D: Dimension> Normalize<K, F, D> {
             }
         }
         Ok(())
-    }
-
-    /// Returns a view of `dL/dx`, computed into a buffer the layer keeps and reuses.
-    pub fn backward_view(
-        &mut self,
-        grad_output: ArrayView<'_, F, D>,
-    ) -> Result<ArrayView<'_, F, D>, LayerError> {
-        let (y, to_last, back) = Self::cached_for(&self.cache, self.axis, &grad_output)?;
-        let g = grad_output.permuted_axes(to_last);
-        let g = g.as_standard_layout();
-        let cols = y.shape().last().copied().unwrap_or(0);
-        let out = reuse_like(&mut self.grad, &y.view());
-        if let Some(os) = out.as_slice_mut() {
-            vjp::<K, F, D>(y, &g.view(), os, cols);
-        }
-        Ok(out.view().permuted_axes(back))
     }
 }
 
@@ -366,10 +348,41 @@ impl<F: Real> Normalize<SoftmaxKind, F, Ix2> {
 }
 
 impl<K: Normalization, F: Real, D: Dimension> Layer<F, D> for Normalize<K, F, D> {
-    fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
-        Ok(self.forward_view(input)?.to_owned())
+    /// Allocates only for a larger array than before, or to reorder an input
+    /// whose normalised axis is not the innermost one in memory.
+    fn forward_view(
+        &mut self,
+        input: ArrayView<'_, F, D>,
+    ) -> Result<ArrayView<'_, F, D>, LayerError> {
+        let (moved, back) = Self::moved_last(self.axis, input)?;
+        let y = reuse_like(&mut self.cache, &moved.view());
+        forward_rows::<K, F, D>(&moved.view(), y);
+        Ok(y.view().permuted_axes(back))
     }
 
+    fn backward_view(
+        &mut self,
+        grad_output: ArrayView<'_, F, D>,
+    ) -> Result<ArrayView<'_, F, D>, LayerError> {
+        let (y, to_last, back) = Self::cached_for(&self.cache, self.axis, &grad_output)?;
+        let g = grad_output.permuted_axes(to_last);
+        let g = g.as_standard_layout();
+        let cols = y.shape().last().copied().unwrap_or(0);
+        let out = reuse_like(&mut self.grad, &y.view());
+        if let Some(os) = out.as_slice_mut() {
+            vjp::<K, F, D>(y, &g.view(), os, cols);
+        }
+        Ok(out.view().permuted_axes(back))
+    }
+
+    fn infer(&self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+        let (moved, back) = Self::moved_last(self.axis, input)?;
+        let mut y = Array::zeros(moved.raw_dim());
+        forward_rows::<K, F, D>(&moved.view(), &mut y);
+        Ok(y.permuted_axes(back))
+    }
+
+    /// Writes into a fresh array rather than copying the layer's buffer.
     fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
         let (y, _, back) = Self::cached_for(&self.cache, self.axis, &grad_output)?;
         let mut out = Array::zeros(y.view().permuted_axes(back).raw_dim());
@@ -377,3 +390,17 @@ impl<K: Normalization, F: Real, D: Dimension> Layer<F, D> for Normalize<K, F, D>
         Ok(out)
     }
 }
+
+/// The row kernel on row-major `x` into row-major `y` of the same shape.
+fn forward_rows<K: Normalization, F: Real, D: Dimension>(
+    x: &ArrayView<'_, F, D>,
+    y: &mut Array<F, D>,
+) {
+    let cols = x.shape().last().copied().unwrap_or(0);
+    if let (Some(xs), Some(ys)) = (x.as_slice(), y.as_slice_mut()) {
+        K::forward_rows(xs, ys, cols);
+    }
+}
+
+/// Normalisations have no parameters.
+impl<K, F, D: Dimension> Parameters<F> for Normalize<K, F, D> {}

@@ -54,14 +54,24 @@ fn a_wrong_gradient_is_caught_and_located() {
     // A Sigmoid forward with a Tanh backward must fail the check, naming an element.
     struct Mismatched(Sigmoid<f64, Ix1>, Tanh<f64, Ix1>);
     impl Layer<f64, Ix1> for Mismatched {
-        fn forward(&mut self, x: ArrayView<'_, f64, Ix1>) -> Result<Array<f64, Ix1>, LayerError> {
-            self.1.forward(x)?;
-            self.0.forward(x)
+        fn forward_view(
+            &mut self,
+            x: ArrayView<'_, f64, Ix1>,
+        ) -> Result<ArrayView<'_, f64, Ix1>, LayerError> {
+            self.1.forward_view(x)?;
+            self.0.forward_view(x)
         }
-        fn backward(&mut self, g: ArrayView<'_, f64, Ix1>) -> Result<Array<f64, Ix1>, LayerError> {
-            self.1.backward(g)
+        fn backward_view(
+            &mut self,
+            g: ArrayView<'_, f64, Ix1>,
+        ) -> Result<ArrayView<'_, f64, Ix1>, LayerError> {
+            self.1.backward_view(g)
+        }
+        fn infer(&self, x: ArrayView<'_, f64, Ix1>) -> Result<Array<f64, Ix1>, LayerError> {
+            self.0.infer(x)
         }
     }
+    impl Parameters<f64> for Mismatched {}
     let mut layer = Mismatched(Sigmoid::new(), Tanh::new());
     let err = GradCheck::default()
         .check_input(&mut layer, array![0.1, 0.2, 0.3].view())

@@ -68,10 +68,10 @@ fn dense_computes_x_w_plus_b() {
 fn dense_errors_name_the_shapes() {
     let mut layer = dense(64, 10, Init::HeNormal, 0);
     let err = layer.forward(Array2::zeros((8, 63)).view()).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("input has shape [8, 63], expected [8, 64]"),
-        "{err}"
+    assert_eq!(
+        err.to_string(),
+        "Dense: input has shape [8, 63], expected (batch, 64): one sample per row, \
+         the layer's 64 input features along each row",
     );
     assert!(matches!(
         dense(3, 2, Init::HeNormal, 0).backward(Array2::zeros((1, 2)).view()),
@@ -84,13 +84,63 @@ fn dense_errors_name_the_shapes() {
             .contains("grad_output has shape [8, 9], expected [8, 10]"),
         "{err}"
     );
-    let err = Dense::from_parameters(Array2::<f32>::zeros((3, 2)), Array1::zeros(3)).unwrap_err();
-    assert!(
-        err.to_string().contains("bias has shape [3], expected [2]"),
-        "{err}"
+    let err = Dense::from_parameters(Array2::<f32>::zeros((3, 2)), Array1::zeros(4)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Dense: bias has shape [4], expected [2] (one per output: the weight's 2 columns)"
     );
     let err = Dense::<f32>::new(0, 2, Init::HeNormal, &mut StdRng::seed_from_u64(0)).unwrap_err();
     assert!(err.to_string().contains("inputs = 0"), "{err}");
+}
+
+/// Issue "From layers to networks", point 4: each shape error blames the
+/// argument that is wrong and says what its axes mean.
+#[test]
+fn shape_errors_blame_the_transposed_argument() {
+    // Weights stored (outputs, inputs), as PyTorch's nn.Linear: the weight
+    // is wrong, not the bias.
+    let err =
+        Dense::from_parameters(Array2::<f32>::zeros((512, 64)), Array1::zeros(512)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Dense: weight has shape [512, 64], expected [64, 512] (inputs, outputs): it is \
+         (outputs, inputs), as PyTorch's nn.Linear stores it; pass its transpose \
+         (`.t()` or `.reversed_axes()`)"
+    );
+    // A transposed batch: the expected shape does not repeat the wrong batch size.
+    let mut layer = dense(64, 10, Init::HeNormal, 0);
+    let err = layer.forward(Array2::zeros((64, 250)).view()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Dense: input has shape [64, 250], expected (batch, 64): one sample per row, the \
+         layer's 64 input features along each row (its rows have that length: is it transposed?)"
+    );
+    // set_weight checks the same way and changes nothing on error.
+    let before = layer.weight().to_owned();
+    let err = layer
+        .set_weight(Array2::zeros((10, 64)).view())
+        .unwrap_err();
+    assert!(err.to_string().contains("it is (outputs, inputs)"), "{err}");
+    assert_eq!(layer.weight(), before);
+    // Transposed logits: the logits are blamed, not the labels.
+    let err = SoftmaxCrossEntropy::<f32>::new()
+        .forward(
+            Array2::zeros((10, 250)).view(),
+            Array1::<u8>::zeros(250).view(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "SoftmaxCrossEntropy: logits has shape [10, 250], expected (250, classes): one row \
+         per label (is it transposed?)"
+    );
+    let err = SoftmaxCrossEntropy::<f32>::new()
+        .forward(Array2::zeros((4, 3)).view(), Array1::<u8>::zeros(5).view())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "SoftmaxCrossEntropy: labels has shape [5], expected [4]: one class index per row of the logits"
+    );
 }
 
 #[test]
@@ -215,7 +265,7 @@ fn cross_entropy_of_uniform_logits_is_ln_classes() {
         let loss = ce
             .forward(
                 Array2::from_elem((4, classes), 3.5).view(),
-                Array1::zeros(4).view(),
+                Array1::<usize>::zeros(4).view(),
             )
             .unwrap();
         assert!(
@@ -277,7 +327,10 @@ fn cross_entropy_errors() {
         "{err}"
     );
     let err = ce
-        .forward(Array2::zeros((0, 3)).view(), Array1::zeros(0).view())
+        .forward(
+            Array2::zeros((0, 3)).view(),
+            Array1::<usize>::zeros(0).view(),
+        )
         .unwrap_err();
     assert!(matches!(err, LayerError::Empty { .. }), "{err}");
 }
@@ -362,6 +415,7 @@ fn sgd_rejects_bad_hyperparameters() {
 
 /// `Dense → Tanh → Dense → softmax cross-entropy`, as one layer whose output
 /// is the `(1, 1)` loss, so the public checker sees every gradient at once.
+/// Written by hand on the trait's view path: each view feeds the next layer.
 #[derive(Clone)]
 struct Network {
     first: Dense<f64>,
@@ -369,23 +423,35 @@ struct Network {
     second: Dense<f64>,
     loss: SoftmaxCrossEntropy<f64>,
     labels: Array1<usize>,
+    /// The `(1, 1)` loss, and `g · dL/dlogits`.
+    out: Array2<f64>,
+    dlogits: Array2<f64>,
 }
 
 impl Layer<f64, Ix2> for Network {
-    fn forward(&mut self, x: ArrayView2<'_, f64>) -> Result<Array2<f64>, LayerError> {
-        let h = self.first.forward(x)?;
-        let a = self.tanh.forward(h.view())?;
-        let logits = self.second.forward(a.view())?;
-        Ok(array![[self
-            .loss
-            .forward(logits.view(), self.labels.view())?]])
+    fn forward_view(&mut self, x: ArrayView2<'_, f64>) -> Result<ArrayView2<'_, f64>, LayerError> {
+        let h = self.first.forward_view(x)?;
+        let a = self.tanh.forward_view(h)?;
+        let logits = self.second.forward_view(a)?;
+        self.out[[0, 0]] = self.loss.forward(logits, self.labels.view())?;
+        Ok(self.out.view())
     }
 
-    fn backward(&mut self, g: ArrayView2<'_, f64>) -> Result<Array2<f64>, LayerError> {
-        let dlogits = self.loss.backward()? * g[[0, 0]];
-        let da = self.second.backward(dlogits.view())?;
-        let dh = self.tanh.backward(da.view())?;
-        self.first.backward(dh.view())
+    fn backward_view(&mut self, g: ArrayView2<'_, f64>) -> Result<ArrayView2<'_, f64>, LayerError> {
+        let dlogits = self.loss.backward_view()?;
+        self.dlogits = &dlogits * g[[0, 0]];
+        let da = self.second.backward_view(self.dlogits.view())?;
+        let dh = self.tanh.backward_view(da)?;
+        self.first.backward_view(dh)
+    }
+
+    fn infer(&self, x: ArrayView2<'_, f64>) -> Result<Array2<f64>, LayerError> {
+        let logits = self
+            .second
+            .infer(self.tanh.infer(self.first.infer(x)?.view())?.view())?;
+        Ok(array![[self
+            .loss
+            .loss(logits.view(), self.labels.view())?]])
     }
 }
 
@@ -404,6 +470,8 @@ fn a_whole_two_layer_network_passes_the_gradient_check() {
         second: dense(7, 4, Init::GlorotUniform, 4),
         loss: SoftmaxCrossEntropy::new(),
         labels: array![0, 3, 1],
+        out: Array2::zeros((1, 1)),
+        dlogits: Array2::zeros((0, 0)),
     };
     let x = uniform((3, 5), -1.5, 1.5, 33);
     let report = GradCheck::default()
@@ -418,11 +486,20 @@ fn a_wrong_parameter_gradient_is_caught_and_named() {
     /// A Dense whose reported bias gradient is doubled.
     struct Broken(Dense<f64>);
     impl Layer<f64, Ix2> for Broken {
-        fn forward(&mut self, x: ArrayView2<'_, f64>) -> Result<Array2<f64>, LayerError> {
-            self.0.forward(x)
+        fn forward_view(
+            &mut self,
+            x: ArrayView2<'_, f64>,
+        ) -> Result<ArrayView2<'_, f64>, LayerError> {
+            self.0.forward_view(x)
         }
-        fn backward(&mut self, g: ArrayView2<'_, f64>) -> Result<Array2<f64>, LayerError> {
-            self.0.backward(g)
+        fn backward_view(
+            &mut self,
+            g: ArrayView2<'_, f64>,
+        ) -> Result<ArrayView2<'_, f64>, LayerError> {
+            self.0.backward_view(g)
+        }
+        fn infer(&self, x: ArrayView2<'_, f64>) -> Result<Array2<f64>, LayerError> {
+            self.0.infer(x)
         }
     }
     impl Parameters<f64> for Broken {

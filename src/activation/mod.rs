@@ -55,6 +55,7 @@ use crate::kernels;
 pub use crate::kernels::{DerivativeFrom, ElementwiseFn};
 use crate::layer::{Layer, LayerError};
 use crate::math::{self, MulAdd, Reduced};
+use crate::optim::Parameters;
 use crate::real::Real;
 
 /// The logistic sigmoid kernel, for [`Sigmoid`].
@@ -139,10 +140,11 @@ impl<F: Real> ElementwiseFn<F> for ReluFn {
 /// Use it through its aliases: [`Sigmoid`], [`Tanh`], [`Relu`] and the rest of
 /// the family ([`Gelu`], [`Silu`], …). It caches `y` (sigmoid, tanh, ReLU) or
 /// `x` (the others; see [`ElementwiseFn::DERIVATIVE_FROM`]) and reuses its buffers
-/// while the shape stays the same, so the view-returning methods
-/// ([`forward_view`](Self::forward_view), [`backward_view`](Self::backward_view),
+/// for every shape no larger than the largest seen, so the view-returning methods
+/// ([`Layer::forward_view`], [`Layer::backward_view`],
 /// [`backward_into`](Self::backward_into)) allocate nothing in a steady
-/// training loop. [`Layer::forward`] and [`Layer::backward`] return owned
+/// training loop. [`Layer::infer`] and [`infer_in_place`](Self::infer_in_place)
+/// compute through `&self`, leaving the caches alone. [`Layer::forward`] and [`Layer::backward`] return owned
 /// copies of the same results.
 ///
 /// Any input layout works: views that are transposed, sliced with steps or
@@ -280,24 +282,6 @@ impl<A, F, D: Dimension> Elementwise<A, F, D> {
 }
 
 impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Elementwise<A, F, D> {
-    /// Runs forward and returns a view of the output, kept inside the layer.
-    ///
-    /// Allocates only when the shape or memory order differs from the last call.
-    pub fn forward_view(
-        &mut self,
-        input: ArrayView<'_, F, D>,
-    ) -> Result<ArrayView<'_, F, D>, LayerError> {
-        let y = match A::DERIVATIVE_FROM {
-            DerivativeFrom::Output => reuse_like(&mut self.cache, &input),
-            DerivativeFrom::Input => {
-                reuse_like(&mut self.cache, &input).assign(&input);
-                reuse_like(&mut self.output, &input)
-            }
-        };
-        kernels::map_unary(&self.act, input, y.view_mut());
-        Ok(y.view())
-    }
-
     /// The cached array, checked against the shape of `grad_output`.
     fn cached_for<'a>(
         cache: &'a Option<Array<F, D>>,
@@ -322,8 +306,58 @@ impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Elementwise<A, F, D> {
         Ok(())
     }
 
-    /// Returns a view of `dL/dx`, computed into a buffer the layer keeps and reuses.
-    pub fn backward_view(
+    /// Replaces each element of `x` by `f(x)`, without caching: inference
+    /// in place, with no output array at all.
+    ///
+    /// ```
+    /// use ndlayers::prelude::*;
+    /// use ndlayers::ndarray::array;
+    ///
+    /// let mut x = array![[-1.0_f32, 2.0]];
+    /// Relu::new().infer_in_place(x.view_mut());
+    /// assert_eq!(x, array![[0.0, 2.0]]);
+    /// ```
+    pub fn infer_in_place(&self, x: ArrayViewMut<'_, F, D>) {
+        kernels::map_unary_in_place(&self.act, x);
+    }
+
+    /// Replaces each element of `x` by `f(x)` and caches what `backward`
+    /// needs (a copy of `y` or of `x`): training in place, with no output buffer.
+    pub fn forward_in_place(&mut self, mut x: ArrayViewMut<'_, F, D>) {
+        let cache = reuse_like(&mut self.cache, &x.view());
+        match A::DERIVATIVE_FROM {
+            DerivativeFrom::Output => {
+                kernels::map_unary_in_place(&self.act, x.view_mut());
+                cache.assign(&x);
+            }
+            DerivativeFrom::Input => {
+                cache.assign(&x);
+                kernels::map_unary_in_place(&self.act, x);
+            }
+        }
+    }
+}
+
+/// Any input layout works: the output has the input's memory order when the
+/// input is contiguous in either order, and is row-major otherwise.
+impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Layer<F, D> for Elementwise<A, F, D> {
+    /// Allocates only for a larger array or another memory order than before.
+    fn forward_view(
+        &mut self,
+        input: ArrayView<'_, F, D>,
+    ) -> Result<ArrayView<'_, F, D>, LayerError> {
+        let y = match A::DERIVATIVE_FROM {
+            DerivativeFrom::Output => reuse_like(&mut self.cache, &input),
+            DerivativeFrom::Input => {
+                reuse_like(&mut self.cache, &input).assign(&input);
+                reuse_like(&mut self.output, &input)
+            }
+        };
+        kernels::map_unary(&self.act, input, y.view_mut());
+        Ok(y.view())
+    }
+
+    fn backward_view(
         &mut self,
         grad_output: ArrayView<'_, F, D>,
     ) -> Result<ArrayView<'_, F, D>, LayerError> {
@@ -332,13 +366,14 @@ impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Elementwise<A, F, D> {
         kernels::map_backward(&self.act, cache.view(), grad_output, out.view_mut());
         Ok(out.view())
     }
-}
 
-impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Layer<F, D> for Elementwise<A, F, D> {
-    fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
-        Ok(self.forward_view(input)?.to_owned())
+    fn infer(&self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+        let mut y = Array::zeros(input.raw_dim().set_f(is_fortran(&input)));
+        kernels::map_unary(&self.act, input, y.view_mut());
+        Ok(y)
     }
 
+    /// Writes into a fresh array rather than copying the layer's buffer.
     fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
         let cache = Self::cached_for(&self.cache, &grad_output)?;
         let mut out = Array::zeros(cache.raw_dim().set_f(is_fortran(&cache.view())));
@@ -346,3 +381,6 @@ impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Layer<F, D> for Elementwise<A, 
         Ok(out)
     }
 }
+
+/// Elementwise layers have no parameters.
+impl<A, F, D: Dimension> Parameters<F> for Elementwise<A, F, D> {}

@@ -127,6 +127,48 @@ pub(crate) fn map_unary<F: Real, A: ElementwiseFn<F>, D: Dimension>(
     });
 }
 
+/// `y = act(y)` elementwise, in place: blocks of [`GATHER_BLOCK`] elements
+/// are copied to the stack, computed into the array and so run the same
+/// dispatched code, with the same bits, as [`map_unary`].
+pub(crate) fn map_unary_in_place<F: Real, A: ElementwiseFn<F>, D: Dimension>(
+    act: &A,
+    mut y: ArrayViewMut<'_, F, D>,
+) {
+    let mut block = [F::zero(); GATHER_BLOCK];
+    let mut in_place = |ys: &mut [F]| {
+        for chunk in ys.chunks_mut(GATHER_BLOCK) {
+            let xs = &mut block[..chunk.len()];
+            xs.copy_from_slice(chunk);
+            forward_slice(act, xs, chunk);
+        }
+    };
+    if let Some(ys) = y.as_slice_memory_order_mut() {
+        in_place(ys);
+        return;
+    }
+    let Some(last) = y.ndim().checked_sub(1) else {
+        // A 0-dimensional array is contiguous, so only n ≥ 1 axes reach here.
+        return;
+    };
+    // Lanes along the last axis, each through a 1-D strided view of one block.
+    for mut lane in y.lanes_mut(Axis(last)) {
+        let len = lane.len();
+        for start in (0..len).step_by(GATHER_BLOCK) {
+            let end = (start + GATHER_BLOCK).min(len);
+            let mut part = lane.slice_mut(ndarray::s![start..end]);
+            let xs = &mut block[..end - start];
+            for (x, &v) in xs.iter_mut().zip(part.iter()) {
+                *x = v;
+            }
+            let mut ys = [F::zero(); GATHER_BLOCK];
+            forward_slice(act, xs, &mut ys[..end - start]);
+            for (v, &y) in part.iter_mut().zip(&ys) {
+                *v = y;
+            }
+        }
+    }
+}
+
 /// Rows at least this long go to the slice kernel one by one when only the
 /// rows are contiguous; shorter ones are copied through [`gathered`], since a
 /// call per row of 8 costs as much as copying its elements one by one

@@ -68,7 +68,7 @@ mod softmax;
 mod staging;
 
 pub use elementwise::{DerivativeFrom, ElementwiseFn};
-pub(crate) use elementwise::{map_backward, map_unary};
+pub(crate) use elementwise::{map_backward, map_unary, map_unary_in_place};
 pub(crate) use log_softmax::{log_softmax_backward_rows, log_softmax_rows};
 pub(crate) use reduce::sum;
 pub(crate) use softmax::{softmax_backward_rows, softmax_rows};
