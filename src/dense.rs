@@ -333,13 +333,23 @@ fn check_finite<F: Real>(
     }
 }
 
-/// The error for a layer so wide that its initial weight scale underflows.
+/// The error for an initial weight scale that is not positive and finite
+/// (given so, or from a layer so wide that it underflows).
 fn scale_error(bound: f64) -> LayerError {
     LayerError::InvalidParameter {
         layer: NAME,
         name: "initial weight scale",
         value: bound.to_string(),
-        requirement: "must be positive and finite; the layer is too wide to initialise",
+        requirement: "must be positive and finite",
+    }
+}
+
+/// `scale` if positive and finite (a zero scale would start every weight at 0).
+fn checked_scale(scale: f64) -> Result<f64, LayerError> {
+    if scale > 0.0 && scale.is_finite() {
+        Ok(scale)
+    } else {
+        Err(scale_error(scale))
     }
 }
 
@@ -375,7 +385,7 @@ fn uniform<F: Real, R: Rng + ?Sized>(
     bound: f64,
     rng: &mut R,
 ) -> Result<Array2<F>, LayerError> {
-    let dist = Uniform::new(-bound, bound).map_err(|_| scale_error(bound))?;
+    let dist = Uniform::new(-checked_scale(bound)?, bound).map_err(|_| scale_error(bound))?;
     sampled(shape, dist, rng)
 }
 
@@ -384,7 +394,7 @@ fn normal<F: Real, R: Rng + ?Sized>(
     std_dev: f64,
     rng: &mut R,
 ) -> Result<Array2<F>, LayerError> {
-    let dist = Normal::new(0.0, std_dev).map_err(|_| scale_error(std_dev))?;
+    let dist = Normal::new(0.0, checked_scale(std_dev)?).map_err(|_| scale_error(std_dev))?;
     sampled(shape, dist, rng)
 }
 

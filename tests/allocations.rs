@@ -1,12 +1,14 @@
 //! A steady-state training step allocates nothing in the activations, the
-//! loss or the optimiser, proven with a counting global allocator.
+//! loss, the optimiser or a `Sequential`, proven with a counting global allocator.
 //!
 //! This file holds a single test, so no other test allocates concurrently.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use ndlayers::ndarray::linalg::general_mat_mul;
 use ndlayers::ndarray::{Array1, Array2, Ix2};
+use ndlayers::prelu::Prelu;
 use ndlayers::prelude::*;
 
 /// Counts every allocation, then lets the system allocator do the work.
@@ -127,8 +129,85 @@ fn a_steady_state_step_allocates_nothing() {
         "{allocations} allocations in 100 steady-state steps"
     );
 
+    a_steady_state_sequential_step_allocates_only_in_the_matrix_products();
+
     // The counter really counts: the owned API allocates.
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let _ = step.sigmoid.forward(x.view()).unwrap();
     assert!(ALLOCATIONS.load(Ordering::Relaxed) > before);
+}
+
+/// Allocations made by `f`.
+fn allocations_of(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    f();
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
+/// Allocations of one `general_mat_mul` of `(m, k) · (k, n)`: ndarray's
+/// matrix product (the `matrixmultiply` crate) allocates its packing buffer
+/// on every call, and `Dense` cannot hand it one.
+fn product_allocations(m: usize, k: usize, n: usize) -> usize {
+    let (a, b) = (Array2::<f32>::ones((m, k)), Array2::<f32>::ones((k, n)));
+    let mut c = Array2::<f32>::zeros((m, n));
+    general_mat_mul(1.0, &a, &b, 0.0, &mut c); // warm-up
+    allocations_of(|| general_mat_mul(1.0, &a, &b, 0.0, &mut c))
+}
+
+/// A `Sequential` training step (forward, loss, backward, SGD with momentum)
+/// followed by an evaluation on a smaller batch through the view path.
+fn sequential_step(
+    net: &mut Sequential<f32>,
+    loss: &mut SoftmaxCrossEntropy<f32>,
+    sgd: &mut Sgd<f32>,
+    (x, labels): (&Array2<f32>, &Array1<u8>),
+    eval: &Array2<f32>,
+) -> Result<f32, LayerError> {
+    let logits = net.forward_view(x.view())?;
+    let value = loss.forward(logits, labels.view())?;
+    net.backward_parameters(loss.backward_view()?)?;
+    sgd.step(&mut [net])?;
+    let logits = net.forward_view(eval.view())?;
+    Ok(value + logits[[0, 0]])
+}
+
+fn a_steady_state_sequential_step_allocates_only_in_the_matrix_products() {
+    let (batch, inputs, hidden, classes) = (64, 64, 128, 10);
+    let x = Array2::from_shape_fn((batch, inputs), |(i, j)| ((i + 3 * j) % 7) as f32 - 3.0);
+    let labels = Array1::from_shape_fn(batch, |i| (i % classes) as u8);
+    let eval = x.slice(ndlayers::ndarray::s![..batch / 2, ..]).to_owned();
+    let mut net = Sequential::new()
+        .with(Dense::from_fn(inputs, hidden, |i, j| ((i + j) % 5) as f32 * 0.01).unwrap())
+        .with(Sigmoid::new())
+        .with(Dense::from_fn(hidden, classes, |i, j| ((i * j) % 3) as f32 * 0.01).unwrap())
+        .with(Prelu::new(classes).unwrap());
+    let mut loss = SoftmaxCrossEntropy::new();
+    let mut sgd = Sgd::new(0.01).unwrap().with_momentum(0.9).unwrap();
+    for _ in 0..3 {
+        sequential_step(&mut net, &mut loss, &mut sgd, (&x, &labels), &eval).unwrap();
+    }
+    // Per step: two forward products at each batch size, the second layer's
+    // dL/dW and dL/dx, the first layer's dL/dW (its dL/dx is skipped).
+    let products = product_allocations(batch, inputs, hidden)
+        + product_allocations(batch, hidden, classes)
+        + product_allocations(batch / 2, inputs, hidden)
+        + product_allocations(batch / 2, hidden, classes)
+        + product_allocations(hidden, batch, classes)
+        + product_allocations(batch, classes, hidden)
+        + product_allocations(inputs, batch, hidden);
+    let steps = 50;
+    let allocations = allocations_of(|| {
+        for _ in 0..steps {
+            sequential_step(&mut net, &mut loss, &mut sgd, (&x, &labels), &eval).unwrap();
+        }
+    });
+    println!(
+        "{allocations} allocations in {steps} Sequential steps; the matrix products account for {}",
+        steps * products
+    );
+    assert_eq!(
+        allocations,
+        steps * products,
+        "every allocation of a steady-state step is a matrix product's packing buffer"
+    );
 }
