@@ -329,6 +329,12 @@ fn check_logits<F: Real, T: ClassTargets<F>>(
             what: "the batch",
         });
     }
+    if classes == 0 {
+        return Err(LayerError::Empty {
+            layer: CE,
+            what: "the classes (logits have no columns)",
+        });
+    }
     Ok((batch, classes))
 }
 

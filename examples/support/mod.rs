@@ -133,35 +133,51 @@ impl Mlp {
         Ok(loss)
     }
 
-    /// The most likely class of each row.
-    pub fn predict(&mut self, x: ArrayView2<'_, f32>) -> Result<Array1<usize>, LayerError> {
-        let h = self.hidden.forward_view(x)?;
-        let a = self.relu.forward_view(h)?;
-        let logits = self.output.forward_view(a)?;
-        Ok(logits
-            .rows()
-            .into_iter()
-            .map(|row| {
-                row.iter()
-                    .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-                        if v > best.1 { (i, v) } else { best }
-                    })
-                    .0
-            })
-            .collect())
+    /// The most likely class of each row, through `&self`: the training
+    /// caches and buffers are left alone.
+    pub fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Array1<usize>, LayerError> {
+        let mut h = self.hidden.infer(x)?;
+        self.relu.infer_in_place(h.view_mut());
+        let logits = self.output.infer(h.view())?;
+        Ok(argmax_rows(logits.view()))
     }
 
     /// Fraction of `data` classified correctly.
-    pub fn accuracy(&mut self, data: &Dataset) -> Result<f64, LayerError> {
-        let predicted = self.predict(data.features.view())?;
-        let correct = predicted
-            .iter()
-            .zip(&data.labels)
-            .filter(|(p, t)| p == t)
-            .count();
-        Ok(correct as f64 / data.len().max(1) as f64)
+    pub fn accuracy(&self, data: &Dataset) -> Result<f64, LayerError> {
+        accuracy(
+            self.predict(data.features.view())?.view(),
+            data.labels.view(),
+        )
     }
+}
+
+/// The index of each row's largest value.
+pub fn argmax_rows(logits: ArrayView2<'_, f32>) -> Array1<usize> {
+    logits
+        .rows()
+        .into_iter()
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 { (i, v) } else { best }
+                })
+                .0
+        })
+        .collect()
+}
+
+/// Fraction of `predicted` equal to `labels`.
+pub fn accuracy(
+    predicted: ArrayView1<'_, usize>,
+    labels: ArrayView1<'_, usize>,
+) -> Result<f64, LayerError> {
+    let correct = predicted
+        .iter()
+        .zip(&labels)
+        .filter(|(p, t)| p == t)
+        .count();
+    Ok(correct as f64 / labels.len().max(1) as f64)
 }
 
 /// What one epoch of training measured.
