@@ -144,10 +144,10 @@ impl Mlp {
 
     /// Fraction of `data` classified correctly.
     pub fn accuracy(&self, data: &Dataset) -> Result<f64, LayerError> {
-        accuracy(
+        Ok(accuracy(
             self.predict(data.features.view())?.view(),
             data.labels.view(),
-        )
+        ))
     }
 }
 
@@ -168,16 +168,13 @@ pub fn argmax_rows(logits: ArrayView2<'_, f32>) -> Array1<usize> {
 }
 
 /// Fraction of `predicted` equal to `labels`.
-pub fn accuracy(
-    predicted: ArrayView1<'_, usize>,
-    labels: ArrayView1<'_, usize>,
-) -> Result<f64, LayerError> {
+pub fn accuracy(predicted: ArrayView1<'_, usize>, labels: ArrayView1<'_, usize>) -> f64 {
     let correct = predicted
         .iter()
         .zip(&labels)
         .filter(|(p, t)| p == t)
         .count();
-    Ok(correct as f64 / labels.len().max(1) as f64)
+    correct as f64 / labels.len().max(1) as f64
 }
 
 /// What one epoch of training measured.
