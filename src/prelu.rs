@@ -92,6 +92,22 @@ impl<F: Real, D: Dimension> Prelu<F, D> {
         self.grad_weight.view()
     }
 
+    /// Overwrites the slopes in place (same number, all finite), keeping
+    /// every buffer. On error nothing changes.
+    pub fn set_weight(&mut self, weight: ArrayView1<'_, F>) -> Result<(), LayerError> {
+        LayerError::check_shape(NAME, "weight", self.weight.shape(), weight.shape())?;
+        if let Some((i, a)) = weight.indexed_iter().find(|(_, a)| !a.is_finite()) {
+            return Err(LayerError::InvalidParameter {
+                layer: NAME,
+                name: "weight",
+                value: format!("{a} at [{i}]"),
+                requirement: "must be finite",
+            });
+        }
+        self.weight.assign(&weight);
+        Ok(())
+    }
+
     /// Checks that `x` has the channel axis this layer's slopes need.
     fn check_channels(&self, x: &ArrayView<'_, F, D>) -> Result<(), LayerError> {
         let channels = self.weight.len();

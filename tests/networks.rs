@@ -491,6 +491,13 @@ fn parameters_are_assigned_in_place_and_buffers_are_kept() {
     assert_eq!(y.as_ptr(), output, "the output buffer is kept");
     assert_eq!(y, x.dot(&new_weight.t()) + array![1.0, 2.0, 3.0]);
 
+    let mut prelu = Prelu::<f64>::new(3).unwrap();
+    prelu.set_weight(array![0.1, 0.2, 0.3].view()).unwrap();
+    assert_eq!(prelu.weight(), array![0.1, 0.2, 0.3]);
+    assert!(prelu.set_weight(array![0.1, f64::NAN, 0.3].view()).is_err());
+    assert!(prelu.set_weight(array![0.1].view()).is_err());
+    assert_eq!(prelu.weight(), array![0.1, 0.2, 0.3]);
+
     let before = (layer.weight().to_owned(), layer.bias().to_owned());
     assert!(
         layer
