@@ -1,13 +1,13 @@
 //! The fully connected layer `y = x W + b`.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Ix2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMutD, Ix2};
 use ndarray_rand::rand_distr::{Distribution, Normal, Uniform};
 use rand::Rng;
 
 use crate::buffer::{reuse, reuse_like, try_vec};
 use crate::layer::{Layer, LayerError};
-use crate::optim::{Parameter, Parameters};
+use crate::optim::{Parameter, Parameters, join_name};
 use crate::real::Real;
 
 const NAME: &str = "Dense";
@@ -449,6 +449,7 @@ fn product_plus_bias<F: Real>(
     general_mat_mul(F::ONE, x, weight, F::ONE, y);
 }
 
+/// `weight` and `bias`; named, the weight is `(outputs, inputs)`, as `nn.Linear` stores it.
 impl<F: Real> Parameters<F> for Dense<F> {
     fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, F>)) {
         visit(Parameter {
@@ -461,5 +462,17 @@ impl<F: Real> Parameters<F> for Dense<F> {
             value: self.bias.view_mut().into_dyn(),
             grad: self.grad_bias.view().into_dyn(),
         });
+    }
+
+    fn visit_named_parameters(
+        &mut self,
+        prefix: &str,
+        visit: &mut dyn FnMut(&str, ArrayViewMutD<'_, F>),
+    ) {
+        visit(
+            &join_name(prefix, "weight"),
+            self.weight.view_mut().reversed_axes().into_dyn(),
+        );
+        visit(&join_name(prefix, "bias"), self.bias.view_mut().into_dyn());
     }
 }

@@ -1,6 +1,6 @@
 //! The [`Layer`] trait every layer implements, and the crate's error type.
 
-use ndarray::{Array, ArrayView, Dimension, Ix2};
+use ndarray::{Array, ArrayView, ArrayViewMutD, Dimension, Ix2};
 use thiserror::Error;
 
 use crate::optim::{Parameter, Parameters};
@@ -136,6 +136,14 @@ impl<F, D: Dimension, L: Layer<F, D> + ?Sized> Layer<F, D> for Box<L> {
 impl<F, L: Parameters<F> + ?Sized> Parameters<F> for Box<L> {
     fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, F>)) {
         (**self).visit_parameters(visit)
+    }
+
+    fn visit_named_parameters(
+        &mut self,
+        prefix: &str,
+        visit: &mut dyn FnMut(&str, ArrayViewMutD<'_, F>),
+    ) {
+        (**self).visit_named_parameters(prefix, visit)
     }
 }
 

@@ -46,7 +46,7 @@
 //! | [`math`] | branch-free `exp`, `expm1`, `ln_1p`, `sigmoid`, `tanh`, in two multiply-add flavours |
 //! | `kernels` (private) | the SIMD loops, dispatched at run time; [`ElementwiseFn`] is what they run |
 //! | [`layer`] | [`Layer`] and [`LayerError`] |
-//! | [`optim`] | [`Parameters`], the view of a layer's weights, and [`Sgd`] |
+//! | [`optim`] | [`Parameters`], the view of a layer's weights, and the optimisers [`Sgd`], [`Adam`], [`AdamW`] |
 //! | [`activation`], [`softmax`], [`prelu`] | the activation layers |
 //! | [`dense`], [`loss`] | what training needs around them |
 //! | [`gradcheck`] | finite-difference checks for any [`Layer`] |
@@ -124,7 +124,7 @@ pub use activation::{DerivativeFrom, Elementwise, ElementwiseFn, Relu, Sigmoid, 
 pub use dense::{Dense, Init};
 pub use layer::{Layer, LayerError};
 pub use loss::{ClassIndex, ClassTargets, Loss, Mse, SoftmaxCrossEntropy};
-pub use optim::{Parameter, Parameters, Sgd};
+pub use optim::{Adam, AdamW, Named, Optimizer, Parameter, Parameters, Sgd};
 pub use prelu::Prelu;
 pub use real::Real;
 pub use sequential::Sequential;
@@ -137,7 +137,7 @@ pub mod prelude {
     pub use crate::layer::{Layer, LayerError};
     pub use crate::loss::{Loss, Mse, SoftmaxCrossEntropy};
     pub use crate::ndarray::Ix2;
-    pub use crate::optim::{Parameter, Parameters, Sgd};
+    pub use crate::optim::{Adam, AdamW, Optimizer, Parameter, Parameters, Sgd};
     pub use crate::real::Real;
     pub use crate::sequential::Sequential;
     pub use crate::softmax::{LogSoftmax, Softmax, Softmin};

@@ -2,11 +2,11 @@
 
 use std::fmt;
 
-use ndarray::{Array, ArrayView, Dimension, Ix2};
+use ndarray::{Array, ArrayView, ArrayViewMutD, Dimension, Ix2};
 
 use crate::buffer::reuse_like;
 use crate::layer::{Layer, LayerError};
-use crate::optim::{Parameter, Parameters};
+use crate::optim::{Parameter, Parameters, join_name};
 use crate::real::Real;
 
 /// A chain of boxed layers of one dimension: `forward` runs them first to
@@ -175,6 +175,17 @@ impl<F, D: Dimension> Parameters<F> for Sequential<F, D> {
     fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, F>)) {
         for layer in &mut self.layers {
             layer.visit_parameters(visit);
+        }
+    }
+
+    /// Each layer's names prefixed with its position, as `nn.Sequential`'s.
+    fn visit_named_parameters(
+        &mut self,
+        prefix: &str,
+        visit: &mut dyn FnMut(&str, ArrayViewMutD<'_, F>),
+    ) {
+        for (position, layer) in self.layers.iter_mut().enumerate() {
+            layer.visit_named_parameters(&join_name(prefix, &position.to_string()), visit);
         }
     }
 }

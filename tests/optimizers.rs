@@ -1,0 +1,304 @@
+//! Adam and AdamW against PyTorch's trajectories, their validation, their
+//! state, and the named parameters that checkpoints use.
+
+use std::collections::BTreeMap;
+
+use ndlayers::ndarray::{Array1, Array2, ArrayD, IxDyn, array};
+use ndlayers::optim::OptimizerState;
+use ndlayers::prelude::*;
+
+/// `tests/reference/optimizers.txt`, written by `tests/reference/optimizers.py`
+/// (PyTorch 2.15, float64).
+const REFERENCE: &str = include_str!("reference/optimizers.txt");
+
+/// One `label name [shape] values…` line's array.
+fn parse_array(shape: &str, values: &str) -> ArrayD<f64> {
+    let shape: Vec<usize> = shape
+        .split_whitespace()
+        .map(|d| d.parse().expect("a dimension"))
+        .collect();
+    let values: Vec<f64> = values
+        .split_whitespace()
+        .map(|v| v.parse().expect("a float"))
+        .collect();
+    ArrayD::from_shape_vec(IxDyn(&shape), values).expect("values fit the shape")
+}
+
+/// Per case, per `stepN` label, the state_dict at that step; and the data.
+struct Reference {
+    x: Array2<f64>,
+    y: Array2<f64>,
+    cases: BTreeMap<String, BTreeMap<String, BTreeMap<String, ArrayD<f64>>>>,
+}
+
+fn reference() -> Reference {
+    let mut data = BTreeMap::new();
+    let mut cases: BTreeMap<String, BTreeMap<String, BTreeMap<String, ArrayD<f64>>>> =
+        BTreeMap::new();
+    let mut case = String::new();
+    for line in REFERENCE.lines().filter(|l| !l.starts_with('#')) {
+        if let Some(name) = line.strip_prefix("case ") {
+            case = name.to_string();
+            continue;
+        }
+        let (head, rest) = line.split_once(" [").expect("label [shape] values");
+        let (shape, values) = rest.split_once("] ").expect("[shape] values");
+        let array = parse_array(shape, values);
+        match head.split_once(' ') {
+            Some((label, name)) => {
+                cases
+                    .entry(case.clone())
+                    .or_default()
+                    .entry(label.to_string())
+                    .or_default()
+                    .insert(name.to_string(), array);
+            }
+            None => {
+                data.insert(head.to_string(), array);
+            }
+        }
+    }
+    let matrix = |name: &str| data[name].clone().into_dimensionality().expect("a matrix");
+    Reference {
+        x: matrix("x"),
+        y: matrix("y"),
+        cases,
+    }
+}
+
+/// `Linear(3, 4) → Tanh → Linear(4, 2)` from a PyTorch state_dict.
+fn network(state: &BTreeMap<String, ArrayD<f64>>) -> Sequential<f64> {
+    let linear = |prefix: &str| {
+        let weight: Array2<f64> = state[&format!("{prefix}.weight")]
+            .clone()
+            .into_dimensionality()
+            .expect("a matrix");
+        let bias: Array1<f64> = state[&format!("{prefix}.bias")]
+            .clone()
+            .into_dimensionality()
+            .expect("a vector");
+        // nn.Linear stores (outputs, inputs).
+        Dense::from_parameters(weight.reversed_axes(), bias).expect("valid parameters")
+    };
+    Sequential::new()
+        .with(linear("0"))
+        .with(Tanh::new())
+        .with(linear("2"))
+}
+
+/// The network's state_dict, through the names checkpoints use.
+fn state_dict(net: &mut Sequential<f64>) -> BTreeMap<String, ArrayD<f64>> {
+    let mut state = BTreeMap::new();
+    net.visit_named_parameters("", &mut |name, value| {
+        state.insert(name.to_string(), value.to_owned());
+    });
+    state
+}
+
+/// Trains a case for 100 steps, comparing with PyTorch after steps 1, 10 and
+/// 100; returns the worst relative difference.
+fn follow(case: &str, mut optimizer: impl Optimizer<f64>) -> f64 {
+    let reference = reference();
+    let steps = &reference.cases[case];
+    let mut net = network(&steps["step0"]);
+    assert_eq!(
+        state_dict(&mut net),
+        steps["step0"],
+        "{case}: starts where PyTorch does"
+    );
+    let mut loss = Mse::new();
+    let mut worst = 0.0_f64;
+    for step in 1..=100 {
+        let prediction = net.forward_view(reference.x.view()).unwrap();
+        loss.forward(prediction, reference.y.view()).unwrap();
+        net.backward_parameters(loss.backward_view().unwrap())
+            .unwrap();
+        optimizer.step(&mut [&mut net]).unwrap();
+        if let Some(expected) = steps.get(&format!("step{step}")) {
+            let got = state_dict(&mut net);
+            assert_eq!(
+                got.keys().collect::<Vec<_>>(),
+                expected.keys().collect::<Vec<_>>()
+            );
+            for (name, want) in expected {
+                for (index, (&g, &w)) in got[name].iter().zip(want).enumerate() {
+                    let relative = (g - w).abs() / w.abs().max(1e-300);
+                    worst = worst.max(relative);
+                    assert!(
+                        relative <= 1e-6,
+                        "{case}, step {step}, {name}[{index}]: ndlayers {g:e}, PyTorch {w:e}, relative {relative:.1e}"
+                    );
+                }
+            }
+        }
+    }
+    println!("{case}: worst relative difference from PyTorch {worst:.2e}");
+    worst
+}
+
+#[test]
+fn adam_follows_pytorch() {
+    let worst = follow("adam", Adam::new(1e-2).unwrap());
+    // Same operations in the same order: the trajectories agree to rounding.
+    assert!(worst < 1e-12, "{worst:e}");
+    let worst = follow(
+        "adam_weight_decay",
+        Adam::new(1e-2).unwrap().with_weight_decay(0.1).unwrap(),
+    );
+    assert!(worst < 1e-12, "{worst:e}");
+}
+
+#[test]
+fn adamw_follows_pytorch() {
+    let worst = follow("adamw", AdamW::new(1e-2).unwrap());
+    assert!(worst < 1e-12, "{worst:e}");
+    let options = AdamW::new(3e-2)
+        .unwrap()
+        .with_betas(0.8, 0.99)
+        .unwrap()
+        .with_eps(1e-6)
+        .unwrap()
+        .with_weight_decay(0.05)
+        .unwrap();
+    let worst = follow("adamw_options", options);
+    assert!(worst < 1e-12, "{worst:e}");
+}
+
+#[test]
+fn invalid_hyperparameters_are_errors_naming_them() {
+    let message = |r: Result<Adam<f64>, LayerError>| r.unwrap_err().to_string();
+    assert_eq!(
+        message(Adam::new(0.0)),
+        "Adam: invalid learning_rate = 0: must be positive and finite"
+    );
+    assert_eq!(
+        message(Adam::new(1e-3).unwrap().with_betas(0.9, 1.0)),
+        "Adam: invalid beta2 = 1: must be in [0, 1)"
+    );
+    assert_eq!(
+        message(Adam::new(1e-3).unwrap().with_betas(f64::NAN, 0.5)),
+        "Adam: invalid beta1 = NaN: must be in [0, 1)"
+    );
+    assert_eq!(
+        message(Adam::new(1e-3).unwrap().with_eps(0.0)),
+        "Adam: invalid eps = 0: must be positive and finite"
+    );
+    assert_eq!(
+        AdamW::<f32>::new(1e-3)
+            .unwrap()
+            .with_weight_decay(-0.1)
+            .unwrap_err()
+            .to_string(),
+        "AdamW: invalid weight_decay = -0.1: must be non-negative and finite"
+    );
+    let mut adam = Adam::<f32>::new(1e-3).unwrap();
+    assert!(adam.set_learning_rate(f32::INFINITY).is_err());
+    assert_eq!(adam.learning_rate(), 1e-3, "unchanged after an error");
+    adam.set_learning_rate(5e-4).unwrap();
+    assert_eq!(Optimizer::learning_rate(&adam), 5e-4);
+}
+
+#[test]
+fn state_round_trips_and_foreign_state_is_refused() {
+    let mut dense = Dense::<f64>::from_fn(2, 2, |i, j| (i + j) as f64).unwrap();
+    let mut adam = Adam::new(1e-2).unwrap();
+    assert_eq!(adam.state().step, 0);
+    for _ in 0..3 {
+        dense.forward(array![[1.0, -1.0]].view()).unwrap();
+        dense.backward(array![[0.5, 2.0]].view()).unwrap();
+        adam.step(&mut [&mut dense]).unwrap();
+    }
+    let state = adam.state();
+    assert_eq!(state.step, 3);
+    assert_eq!(state.buffers[0].0, "exp_avg");
+    assert_eq!(state.buffers[0].1.len(), 2, "one per parameter");
+    let mut other = Adam::new(1e-2).unwrap();
+    other.set_state(state.clone()).unwrap();
+    assert_eq!(other.state(), state);
+    let refused = OptimizerState {
+        optimizer: "Sgd",
+        ..state.clone()
+    };
+    assert!(other.set_state(refused).is_err());
+    assert!(AdamW::new(1e-2).unwrap().set_state(state).is_err());
+    let mut sgd = Sgd::new(0.1).unwrap().with_momentum(0.9).unwrap();
+    sgd.step(&mut [&mut dense]).unwrap();
+    let sgd_state = sgd.state();
+    assert_eq!(sgd_state.buffers[0].0, "momentum_buffer");
+    assert!(Adam::new(1e-2).unwrap().set_state(sgd_state).is_err());
+}
+
+#[test]
+fn a_wrong_gradient_shape_is_an_error_and_the_rest_is_updated() {
+    struct Two {
+        a: ArrayD<f64>,
+        a_grad: ArrayD<f64>,
+        b: ArrayD<f64>,
+        b_grad: ArrayD<f64>,
+    }
+    impl Parameters<f64> for Two {
+        fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, f64>)) {
+            visit(Parameter {
+                name: "a",
+                value: self.a.view_mut(),
+                grad: self.a_grad.view(),
+            });
+            visit(Parameter {
+                name: "b",
+                value: self.b.view_mut(),
+                grad: self.b_grad.view(),
+            });
+        }
+    }
+    let mut two = Two {
+        a: ArrayD::zeros(IxDyn(&[2])),
+        a_grad: ArrayD::zeros(IxDyn(&[3])),
+        b: ArrayD::zeros(IxDyn(&[2])),
+        b_grad: ArrayD::ones(IxDyn(&[2])),
+    };
+    let mut adamw = AdamW::new(0.1).unwrap();
+    let err = adamw.step(&mut [&mut two]).unwrap_err();
+    assert!(err.to_string().starts_with("AdamW: a has shape"), "{err}");
+    assert_eq!(two.a, ArrayD::zeros(IxDyn(&[2])), "left unchanged");
+    assert!(two.b.iter().all(|&b| (b + 0.1).abs() < 1e-9), "{}", two.b);
+}
+
+#[test]
+fn names_follow_pytorch() {
+    let mut net = Sequential::<f32>::new()
+        .with(Dense::from_fn(3, 4, |_, _| 0.0).unwrap())
+        .with(Relu::new())
+        .with(Dense::from_fn(4, 2, |i, j| (10 * i + j) as f32).unwrap());
+    let mut names = Vec::new();
+    net.visit_named_parameters("", &mut |name, value| {
+        names.push((name.to_string(), value.shape().to_vec()))
+    });
+    let expected = [
+        ("0.weight", vec![4, 3]),
+        ("0.bias", vec![4]),
+        ("2.weight", vec![2, 4]),
+        ("2.bias", vec![2]),
+    ];
+    assert_eq!(
+        names,
+        expected.map(|(n, s)| (n.to_string(), s)).to_vec(),
+        "nn.Sequential's names, nn.Linear's (outputs, inputs) weights"
+    );
+    // A hand-written network names its parts.
+    let (mut first, mut second) = (
+        Dense::<f32>::from_fn(2, 2, |_, _| 1.0).unwrap(),
+        Dense::<f32>::from_fn(2, 1, |_, _| 1.0).unwrap(),
+    );
+    let mut named = ndlayers::Named(vec![("fc1", &mut first), ("fc2", &mut second)]);
+    let mut names = Vec::new();
+    named.visit_named_parameters("model", &mut |name, _| names.push(name.to_string()));
+    assert_eq!(
+        names,
+        [
+            "model.fc1.weight",
+            "model.fc1.bias",
+            "model.fc2.weight",
+            "model.fc2.bias"
+        ]
+    );
+}
