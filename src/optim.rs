@@ -533,10 +533,10 @@ impl<F: Real, W: WeightDecay> AdamFamily<F, W> {
                     } else {
                         g
                     };
-                    *m = *m + one_minus_beta1 * (g - *m);
+                    *m += one_minus_beta1 * (g - *m);
                     *v = *v * beta2 + one_minus_beta2 * g * g;
                     let denom = v.sqrt() / correction2_sqrt + eps;
-                    *w = *w + -step_size * (*m / denom);
+                    *w += -step_size * (*m / denom);
                 });
         })
     }
