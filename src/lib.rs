@@ -50,6 +50,7 @@
 //! | [`activation`], [`softmax`], [`prelu`] | the activation layers |
 //! | [`dense`], [`loss`] | what training needs around them |
 //! | [`gradcheck`] | finite-difference checks for any [`Layer`] |
+//! | [`checkpoint`] | parameters and optimiser state in safetensors, PyTorch's `state_dict` names |
 //!
 //! # Where ndlayers differs from PyTorch
 //!
@@ -108,6 +109,7 @@ pub use rand;
 
 pub mod activation;
 mod buffer;
+pub mod checkpoint;
 pub mod dense;
 pub mod gradcheck;
 mod kernels;

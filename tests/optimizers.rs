@@ -259,7 +259,7 @@ fn a_wrong_gradient_shape_is_an_error_and_the_rest_is_updated() {
     let mut adamw = AdamW::new(0.1).unwrap();
     let err = adamw.step(&mut [&mut two]).unwrap_err();
     assert!(err.to_string().starts_with("AdamW: a has shape"), "{err}");
-    assert_eq!(two.a, ArrayD::zeros(IxDyn(&[2])), "left unchanged");
+    assert_eq!(two.a, ArrayD::<f64>::zeros(IxDyn(&[2])), "left unchanged");
     assert!(two.b.iter().all(|&b| (b + 0.1).abs() < 1e-9), "{}", two.b);
 }
 

@@ -567,7 +567,7 @@ fn momentum_sgd_reports_a_bad_gradient_and_still_updates_the_rest() {
         );
         assert_eq!(
             layer.a,
-            ArrayD::ones(vec![2]),
+            ArrayD::<f64>::ones(vec![2]),
             "step {step}: a is left unchanged"
         );
     }
