@@ -92,6 +92,13 @@ pub trait Layer<F, D: Dimension = Ix2>: Parameters<F> {
     fn backward_parameters(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<(), LayerError> {
         self.backward_view(grad_output).map(drop)
     }
+
+    /// Switches between training (`true`, the initial mode) and evaluation,
+    /// as PyTorch's `module.train()` / `module.eval()`. Only layers that
+    /// behave differently ([`Dropout`](crate::Dropout)) do anything; a
+    /// [`Sequential`](crate::Sequential) passes it to every layer.
+    /// [`infer`](Self::infer) always evaluates, whatever the mode.
+    fn set_training(&mut self, _training: bool) {}
 }
 
 /// A boxed layer is a layer, so networks can hold `Vec<Box<dyn Layer<F, D>>>`.
@@ -130,6 +137,10 @@ impl<F, D: Dimension, L: Layer<F, D> + ?Sized> Layer<F, D> for Box<L> {
 
     fn backward_parameters(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<(), LayerError> {
         (**self).backward_parameters(grad_output)
+    }
+
+    fn set_training(&mut self, training: bool) {
+        (**self).set_training(training)
     }
 }
 

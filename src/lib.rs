@@ -48,7 +48,7 @@
 //! | [`layer`] | [`Layer`] and [`LayerError`] |
 //! | [`optim`] | [`Parameters`], the view of a layer's weights, and the optimisers [`Sgd`], [`Adam`], [`AdamW`] |
 //! | [`activation`], [`softmax`], [`prelu`] | the activation layers |
-//! | [`dense`], [`loss`] | what training needs around them |
+//! | [`dense`], [`layer_norm`], [`dropout`], [`sequential`], [`loss`] | what training needs around them |
 //! | [`gradcheck`] | finite-difference checks for any [`Layer`] |
 //! | [`checkpoint`] | parameters and optimiser state in safetensors, PyTorch's `state_dict` names |
 //!
@@ -111,9 +111,11 @@ pub mod activation;
 mod buffer;
 pub mod checkpoint;
 pub mod dense;
+pub mod dropout;
 pub mod gradcheck;
 mod kernels;
 pub mod layer;
+pub mod layer_norm;
 pub mod loss;
 pub mod math;
 pub mod optim;
@@ -124,7 +126,9 @@ pub mod softmax;
 
 pub use activation::{DerivativeFrom, Elementwise, ElementwiseFn, Relu, Sigmoid, Tanh};
 pub use dense::{Dense, Init};
+pub use dropout::Dropout;
 pub use layer::{Layer, LayerError};
+pub use layer_norm::LayerNorm;
 pub use loss::{ClassIndex, ClassTargets, Loss, Mse, SoftmaxCrossEntropy};
 pub use optim::{Adam, AdamW, Named, Optimizer, Parameter, Parameters, Sgd};
 pub use prelu::Prelu;
@@ -136,7 +140,9 @@ pub use softmax::{LogSoftmax, Softmax, Softmin};
 pub mod prelude {
     pub use crate::activation::{Relu, Sigmoid, Tanh};
     pub use crate::dense::{Dense, Init};
+    pub use crate::dropout::Dropout;
     pub use crate::layer::{Layer, LayerError};
+    pub use crate::layer_norm::LayerNorm;
     pub use crate::loss::{Loss, Mse, SoftmaxCrossEntropy};
     pub use crate::ndarray::Ix2;
     pub use crate::optim::{Adam, AdamW, Optimizer, Parameter, Parameters, Sgd};

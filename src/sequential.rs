@@ -158,6 +158,13 @@ impl<F: Real, D: Dimension> Layer<F, D> for Sequential<F, D> {
         first.backward_parameters(g)
     }
 
+    /// Sets every layer's mode.
+    fn set_training(&mut self, training: bool) {
+        for layer in &mut self.layers {
+            layer.set_training(training);
+        }
+    }
+
     fn infer(&self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
         let Some((first, rest)) = self.layers.split_first() else {
             return Ok(input.to_owned());

@@ -77,6 +77,7 @@ enum Call {
     BackwardParameters(Array2<f64>, Layout),
     Infer(Array2<f64>, Layout),
     Step(f64),
+    Training(bool),
     /// Forward, then backward with a gradient of the output's shape (which
     /// random shapes rarely hit), then an optimiser step.
     Round(Array2<f64>, Layout),
@@ -91,6 +92,7 @@ fn any_call() -> impl Strategy<Value = Call> {
         any_matrix().prop_map(|(a, l)| Call::BackwardParameters(a, l)),
         any_matrix().prop_map(|(a, l)| Call::Infer(a, l)),
         any_value().prop_map(Call::Step),
+        any::<bool>().prop_map(Call::Training),
         any_matrix().prop_map(|(a, l)| Call::Round(a, l)),
     ]
 }
@@ -126,6 +128,9 @@ fn every_layer() -> Vec<Named> {
         ("LogSoftmax", Box::new(LogSoftmax::new())),
         ("Softmin", Box::new(Softmin::along(Axis(0)))),
         ("Prelu shared", Box::new(Prelu::new(1).unwrap())),
+        ("Dropout", Box::new(Dropout::new(0.5, 0).unwrap())),
+        ("Dropout all", Box::new(Dropout::new(1.0, 0).unwrap())),
+        ("LayerNorm 4", Box::new(LayerNorm::new(4).unwrap())),
         ("Prelu 4", Box::new(Prelu::new(4).unwrap())),
         (
             "Dense 4x3",
@@ -157,7 +162,7 @@ fn output_shape(name: &str, input: &ArrayView2<'_, f64>) -> Vec<usize> {
 fn run(
     name: &str,
     layer: &mut dyn Layer<f64, Ix2>,
-    sgd: &mut Sgd<f64>,
+    sgd: &mut dyn Optimizer<f64>,
     call: &Call,
 ) -> Result<(), TestCaseError> {
     match call {
@@ -192,6 +197,7 @@ fn run(
                 let _ = sgd.step(&mut [layer]);
             }
         }
+        Call::Training(training) => layer.set_training(*training),
         Call::Step(learning_rate) => {
             let _ = sgd.set_learning_rate(*learning_rate);
             let _ = sgd.step(&mut [layer]);
@@ -210,10 +216,16 @@ proptest! {
 
     #[test]
     fn any_call_sequence_on_any_layer_returns(calls in prop::collection::vec(any_call(), 1..10)) {
-        for (name, mut layer) in every_layer() {
-            let mut sgd = Sgd::new(0.1).unwrap().with_momentum(0.5).unwrap();
-            for call in &calls {
-                run(name, &mut *layer, &mut sgd, call)?;
+        let optimizers: [fn() -> Box<dyn Optimizer<f64>>; 2] = [
+            || Box::new(Sgd::new(0.1).unwrap().with_momentum(0.5).unwrap()),
+            || Box::new(AdamW::new(0.1).unwrap()),
+        ];
+        for make in optimizers {
+            for (name, mut layer) in every_layer() {
+                let mut optimizer = make();
+                for call in &calls {
+                    run(name, &mut *layer, &mut *optimizer, call)?;
+                }
             }
         }
     }
@@ -278,6 +290,10 @@ proptest! {
             let _ = layer.set_bias(bias_row.slice(s![..;-1]));
         }
         let _ = Sgd::new(hyper[0]).and_then(|s| s.with_momentum(hyper[1]));
+        let _ = Adam::new(hyper[0]).and_then(|a| a.with_betas(hyper[1], hyper[2])).and_then(|a| a.with_eps(hyper[3]));
+        let _ = AdamW::new(hyper[3]).and_then(|a| a.with_weight_decay(hyper[0]));
+        let _ = Dropout::<f64>::new(hyper[0], 0);
+        let _ = LayerNorm::<f64>::new(inputs).and_then(|n| n.with_eps(hyper[1]));
         let _ = LeakyRelu::<f64>::with_slope(hyper[0]);
         let _ = Elu::<f64>::with_alpha(hyper[1]);
         let _ = Celu::<f64>::with_alpha(hyper[2]);
