@@ -37,7 +37,7 @@ const NAME: &str = "Dropout";
 /// let dx = dropout.backward(Array2::ones((4, 250)).view())?;
 /// assert_eq!(dx, y); // the same mask
 /// dropout.set_training(false);
-/// assert_eq!(dropout.forward(Array2::ones((2, 2)).view())?, Array2::ones((2, 2)));
+/// assert_eq!(dropout.forward(Array2::ones((2, 2)).view())?, Array2::<f64>::ones((2, 2)));
 /// # Ok::<(), LayerError>(())
 /// ```
 #[derive(Clone, Debug)]

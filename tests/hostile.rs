@@ -206,6 +206,9 @@ fn run(
     Ok(())
 }
 
+/// Builds a fresh optimiser.
+type MakeOptimizer = fn() -> Box<dyn Optimizer<f64>>;
+
 /// Class labels, some out of range, some negative.
 fn any_labels() -> impl Strategy<Value = Vec<i64>> {
     prop::collection::vec(prop_oneof![4 => 0i64..10, 1 => any::<i64>()], 0..8)
@@ -216,7 +219,7 @@ proptest! {
 
     #[test]
     fn any_call_sequence_on_any_layer_returns(calls in prop::collection::vec(any_call(), 1..10)) {
-        let optimizers: [fn() -> Box<dyn Optimizer<f64>>; 2] = [
+        let optimizers: [MakeOptimizer; 2] = [
             || Box::new(Sgd::new(0.1).unwrap().with_momentum(0.5).unwrap()),
             || Box::new(AdamW::new(0.1).unwrap()),
         ];
