@@ -12,9 +12,10 @@
 //! network's float type (rounded to nearest where it is narrower).
 //!
 //! The optimiser's state (its step count and moment buffers) goes under
-//! names PyTorch parameters never have (`optimizer/exp_avg/0.weight`), so
-//! resuming continues bit for bit as if training had not stopped, and
-//! PyTorch tools still read the file.
+//! names PyTorch parameters never have (`optimizer/step/Adam`, an `I64`;
+//! `optimizer/exp_avg/0.weight`), so resuming continues bit for bit as if
+//! training had not stopped, and PyTorch tools still read the file. The
+//! same network and state always give the same bytes.
 //!
 //! A file is validated completely before anything is assigned: a missing,
 //! unexpected, wrongly shaped or typed or non-finite tensor, or a truncated
@@ -118,7 +119,8 @@ pub enum CheckpointError {
 /// Where the optimiser's state goes: names with a `/`, which PyTorch's
 /// `state_dict` keys (dotted Python identifiers) never contain.
 const OPTIMIZER: &str = "optimizer";
-const STEP: &str = "optimizer/step";
+/// `optimizer/step/<name>`: the step count, and which optimiser wrote it.
+const STEP: &str = "optimizer/step/";
 
 /// An owned tensor for the writer.
 struct Owned {
@@ -215,15 +217,19 @@ pub fn to_bytes<F: Real>(
         );
         names.push(name.to_string());
     });
-    let mut metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    // One metadata entry, as PyTorch writes: more would be serialised in a
+    // random order, and equal checkpoints would differ in their bytes.
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     if let Some(optimizer) = optimizer {
         let state = optimizer.state();
-        metadata.insert(OPTIMIZER.to_string(), state.optimizer.to_string());
-        let step = [F::from_u64(state.step).unwrap_or(F::nan())];
-        // The count is exact in f32 up to 2^24 steps, and in f64 up to 2^53;
-        // it is also in the metadata, as text, which is what loading reads.
-        metadata.insert(STEP.to_string(), state.step.to_string());
-        tensors.insert(STEP.to_string(), encode(step.into_iter(), &[1]));
+        tensors.insert(
+            format!("{STEP}{}", state.optimizer),
+            Owned {
+                dtype: Dtype::I64,
+                shape: vec![1],
+                data: (state.step as i64).to_le_bytes().to_vec(),
+            },
+        );
         for (kind, buffers) in &state.buffers {
             for (name, buffer) in names.iter().zip(buffers) {
                 tensors.insert(
@@ -300,13 +306,7 @@ pub fn from_bytes<F: Real>(
     }
 
     if let Some(optimizer) = optimizer {
-        let state = optimizer_state(
-            &file,
-            bytes,
-            &expected,
-            &optimizer_shapes,
-            &optimizer.state(),
-        )?;
+        let state = optimizer_state(&file, &expected, &optimizer_shapes, &optimizer.state())?;
         // Validated above; set_state checks only the kind, which matched.
         optimizer
             .set_state(state)
@@ -383,29 +383,35 @@ fn checked_values<F: Real>(
 /// (`current`) and the parameters' shapes.
 fn optimizer_state<F: Real>(
     file: &SafeTensors<'_>,
-    bytes: &[u8],
     parameters: &[(String, Vec<usize>)],
     shapes: &[Vec<usize>],
     current: &OptimizerState<F>,
 ) -> Result<OptimizerState<F>, CheckpointError> {
-    let (_, metadata) =
-        SafeTensors::read_metadata(bytes).map_err(|e| CheckpointError::Format(e.to_string()))?;
-    let metadata = metadata.metadata().clone().unwrap_or_default();
-    let saved = metadata.get(OPTIMIZER).ok_or_else(|| {
-        CheckpointError::Optimizer(
-            "the file has no optimizer state (saved without an optimizer)".into(),
-        )
-    })?;
+    let (key, saved) = file
+        .names()
+        .into_iter()
+        .find_map(|n| Some((n, n.strip_prefix(STEP)?)))
+        .ok_or_else(|| {
+            CheckpointError::Optimizer(
+                "the file has no optimizer state (saved without an optimizer)".into(),
+            )
+        })?;
     if saved != current.optimizer {
         return Err(CheckpointError::Optimizer(format!(
             "the file has {saved}'s state, the optimizer given is {}",
             current.optimizer
         )));
     }
-    let step = metadata
-        .get(STEP)
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| CheckpointError::Optimizer(format!("`{STEP}` is missing or not a count")))?;
+    let count = file
+        .tensor(key)
+        .map_err(|e| CheckpointError::Format(e.to_string()))?;
+    let step = match (count.dtype(), count.data()) {
+        (Dtype::I64, &[a, b, c, d, e, f, g, h]) => {
+            u64::try_from(i64::from_le_bytes([a, b, c, d, e, f, g, h])).ok()
+        }
+        _ => None,
+    }
+    .ok_or_else(|| CheckpointError::Optimizer(format!("`{key}` must be one non-negative I64")))?;
     let mut buffers = Vec::new();
     for (kind, _) in &current.buffers {
         let mut arrays = Vec::new();
