@@ -7,7 +7,7 @@ use rand::Rng;
 
 use crate::buffer::{reuse, reuse_like, try_vec};
 use crate::layer::{Layer, LayerError};
-use crate::optim::{Parameter, Parameters, join_name};
+use crate::optim::{Parameter, Parameters, join_name, visit_weight_and_bias};
 use crate::real::Real;
 
 const NAME: &str = "Dense";
@@ -452,16 +452,11 @@ fn product_plus_bias<F: Real>(
 /// `weight` and `bias`; named, the weight is `(outputs, inputs)`, as `nn.Linear` stores it.
 impl<F: Real> Parameters<F> for Dense<F> {
     fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, F>)) {
-        visit(Parameter {
-            name: "weight",
-            value: self.weight.view_mut().into_dyn(),
-            grad: self.grad_weight.view().into_dyn(),
-        });
-        visit(Parameter {
-            name: "bias",
-            value: self.bias.view_mut().into_dyn(),
-            grad: self.grad_bias.view().into_dyn(),
-        });
+        visit_weight_and_bias(
+            visit,
+            (&mut self.weight, &self.grad_weight),
+            (&mut self.bias, &self.grad_bias),
+        );
     }
 
     fn visit_named_parameters(

@@ -4,7 +4,7 @@ use ndarray::{Array, Array1, ArrayView, ArrayView1, Axis, CowArray, Dimension, I
 
 use crate::buffer::{reuse, try_vec};
 use crate::layer::{Layer, LayerError};
-use crate::optim::{Parameter, Parameters};
+use crate::optim::{Parameter, Parameters, visit_weight_and_bias};
 use crate::real::Real;
 
 const NAME: &str = "LayerNorm";
@@ -273,15 +273,10 @@ impl<F: Real, D: Dimension> Layer<F, D> for LayerNorm<F, D> {
 /// `weight` (`γ`) and `bias` (`β`), PyTorch's names.
 impl<F: Real, D: Dimension> Parameters<F> for LayerNorm<F, D> {
     fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, F>)) {
-        visit(Parameter {
-            name: "weight",
-            value: self.weight.view_mut().into_dyn(),
-            grad: self.grad_weight.view().into_dyn(),
-        });
-        visit(Parameter {
-            name: "bias",
-            value: self.bias.view_mut().into_dyn(),
-            grad: self.grad_bias.view().into_dyn(),
-        });
+        visit_weight_and_bias(
+            visit,
+            (&mut self.weight, &self.grad_weight),
+            (&mut self.bias, &self.grad_bias),
+        );
     }
 }

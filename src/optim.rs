@@ -72,6 +72,25 @@ pub trait Parameters<F> {
     }
 }
 
+/// Visits a layer's `"weight"` and `"bias"` with their gradients, the pair
+/// most layers with parameters have.
+pub(crate) fn visit_weight_and_bias<F, D: ndarray::Dimension, E: ndarray::Dimension>(
+    visit: &mut dyn FnMut(Parameter<'_, F>),
+    (weight, grad_weight): (&mut ndarray::Array<F, D>, &ndarray::Array<F, D>),
+    (bias, grad_bias): (&mut ndarray::Array<F, E>, &ndarray::Array<F, E>),
+) {
+    visit(Parameter {
+        name: "weight",
+        value: weight.view_mut().into_dyn(),
+        grad: grad_weight.view().into_dyn(),
+    });
+    visit(Parameter {
+        name: "bias",
+        value: bias.view_mut().into_dyn(),
+        grad: grad_bias.view().into_dyn(),
+    });
+}
+
 /// `prefix.name`, or `name` for an empty prefix.
 pub(crate) fn join_name(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {

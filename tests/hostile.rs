@@ -8,6 +8,9 @@
 //! call must return (`Ok` or `Err`), never panic; where it returns `Ok`,
 //! the result's shape is checked.
 
+mod common;
+
+use common::any_value;
 use ndlayers::activation::{
     Celu, Elu, Gelu, HardSigmoid, HardSwish, HardTanh, LeakyRelu, LogSigmoid, Mish, Relu6, Selu,
     Silu, Softplus, Softsign,
@@ -19,18 +22,6 @@ use ndlayers::prelude::*;
 use ndlayers::rand::SeedableRng;
 use ndlayers::rand::rngs::StdRng;
 use proptest::prelude::*;
-
-/// Any f64, weighted towards the values that break naive formulas.
-fn any_value() -> impl Strategy<Value = f64> + Clone {
-    prop_oneof![
-        4 => -50.0..50.0f64,
-        1 => prop::sample::select(vec![
-            f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0, 1e30, -1e30,
-            f64::MAX, f64::MIN, f64::MIN_POSITIVE, 5e-324, -5e-324, 710.0, -746.0,
-        ]),
-        1 => any::<f64>(),
-    ]
-}
 
 /// How a generated matrix is presented to the call.
 #[derive(Debug, Clone, Copy)]

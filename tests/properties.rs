@@ -1,22 +1,13 @@
 //! Property tests: no input makes a layer panic, and backward always matches
 //! finite differences, on random shapes and values.
 
+mod common;
+
+use common::any_value;
 use ndlayers::gradcheck::GradCheck;
 use ndlayers::ndarray::{Array2, ArrayD, IxDyn};
 use ndlayers::prelude::*;
 use proptest::prelude::*;
-
-/// Any f64, weighted towards the values that break naive formulas.
-fn any_value() -> impl Strategy<Value = f64> + Clone {
-    prop_oneof![
-        4 => -50.0..50.0f64,
-        1 => prop::sample::select(vec![
-            f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0, 1e30, -1e30,
-            f64::MAX, f64::MIN, f64::MIN_POSITIVE, 5e-324, -5e-324, 710.0, -746.0,
-        ]),
-        1 => any::<f64>(),
-    ]
-}
 
 /// A random array of 0 to 4 dimensions with 0 to 5 elements along each.
 fn any_array(values: impl Strategy<Value = f64> + Clone) -> impl Strategy<Value = ArrayD<f64>> {

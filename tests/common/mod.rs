@@ -6,6 +6,20 @@ use ndlayers::ndarray::{Array, Dimension, IntoDimension};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use proptest::prelude::*;
+
+/// Any f64, weighted towards the values that break naive formulas.
+pub fn any_value() -> impl Strategy<Value = f64> + Clone {
+    prop_oneof![
+        4 => -50.0..50.0f64,
+        1 => prop::sample::select(vec![
+            f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0, 1e30, -1e30,
+            f64::MAX, f64::MIN, f64::MIN_POSITIVE, 5e-324, -5e-324, 710.0, -746.0,
+        ]),
+        1 => any::<f64>(),
+    ]
+}
+
 /// A seeded array of `shape` with elements uniform in `[lo, hi)`.
 pub fn uniform<Sh: IntoDimension>(shape: Sh, lo: f64, hi: f64, seed: u64) -> Array<f64, Sh::Dim> {
     let mut rng = StdRng::seed_from_u64(seed);
