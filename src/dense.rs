@@ -1,12 +1,12 @@
 //! The fully connected layer `y = x W + b`.
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMutD, Ix2};
 use ndarray_rand::rand_distr::{Distribution, Normal, Uniform};
 use rand::Rng;
 
 use crate::buffer::{reuse, reuse_like, try_vec};
 use crate::layer::{Layer, LayerError};
+use crate::matmul::product_into;
 use crate::optim::{Parameter, Parameters, join_name, visit_weight_and_bias};
 use crate::real::Real;
 
@@ -42,9 +42,9 @@ pub enum Init {
 /// ```
 /// `backward` stores `dL/dW` and `dL/db` (overwriting, not accumulating) for an
 /// optimiser to read through [`Parameters`], and returns `dL/dx`. The matrix
-/// products go through `ndarray`'s `general_mat_mul` into buffers the layer
-/// reuses, so [`forward_view`](Self::forward_view) and
-/// [`backward_view`](Self::backward_view) allocate nothing once the batch size is stable.
+/// products go through the `gemm` crate (SIMD kernels up to AVX-512, chosen
+/// at run time) into buffers the layer reuses for every batch no larger
+/// than the largest seen.
 ///
 /// # Example
 /// ```
@@ -255,13 +255,7 @@ impl<F: Real> Dense<F> {
             &[x.nrows(), self.outputs()],
             grad_output.shape(),
         )?;
-        general_mat_mul(
-            F::ONE,
-            &x.t(),
-            grad_output,
-            F::zero(),
-            &mut self.grad_weight,
-        );
+        product_into(&x.t(), grad_output, &mut self.grad_weight.view_mut(), false);
         self.grad_bias.fill(F::zero());
         for row in grad_output.rows() {
             self.grad_bias += &row;
@@ -421,7 +415,7 @@ impl<F: Real> Layer<F, Ix2> for Dense<F> {
             Ix2(grad_output.nrows(), inputs),
             false,
         );
-        general_mat_mul(F::ONE, &grad_output, &self.weight.t(), F::zero(), dx);
+        product_into(&grad_output, &self.weight.t(), &mut dx.view_mut(), false);
         Ok(dx.view())
     }
 
@@ -446,7 +440,7 @@ fn product_plus_bias<F: Real>(
     y: &mut Array2<F>,
 ) {
     y.assign(bias); // broadcast over rows; the product is added on top
-    general_mat_mul(F::ONE, x, weight, F::ONE, y);
+    product_into(x, &weight.view(), &mut y.view_mut(), true);
 }
 
 /// `weight` and `bias`; named, the weight is `(outputs, inputs)`, as `nn.Linear` stores it.

@@ -118,6 +118,7 @@ pub mod layer;
 pub mod layer_norm;
 pub mod loss;
 pub mod math;
+mod matmul;
 pub mod optim;
 pub mod prelu;
 pub mod real;

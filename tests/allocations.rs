@@ -6,7 +6,6 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ndlayers::ndarray::linalg::general_mat_mul;
 use ndlayers::ndarray::{Array1, Array2, Ix2};
 use ndlayers::prelu::Prelu;
 use ndlayers::prelude::*;
@@ -144,14 +143,60 @@ fn allocations_of(f: impl FnOnce()) -> usize {
     ALLOCATIONS.load(Ordering::Relaxed) - before
 }
 
-/// Allocations of one `general_mat_mul` of `(m, k) · (k, n)`: ndarray's
-/// matrix product (the `matrixmultiply` crate) allocates its packing buffer
-/// on every call, and `Dense` cannot hand it one.
-fn product_allocations(m: usize, k: usize, n: usize) -> usize {
-    let (a, b) = (Array2::<f32>::ones((m, k)), Array2::<f32>::ones((k, n)));
+/// Allocations of one matrix product `(m, k) · (k, n)` as `Dense` makes it,
+/// through the `gemm` crate with `lhs` transposed or not (`Dense`'s three
+/// products: `x W`, `xᵀ g`, `g Wᵀ`). gemm allocates its packing memory on
+/// every call and takes no workspace.
+fn product_allocations(
+    m: usize,
+    k: usize,
+    n: usize,
+    lhs_transposed: bool,
+    rhs_transposed: bool,
+) -> usize {
+    let a = if lhs_transposed {
+        Array2::<f32>::ones((k, m)).reversed_axes()
+    } else {
+        Array2::<f32>::ones((m, k))
+    };
+    let b = if rhs_transposed {
+        Array2::<f32>::ones((n, k)).reversed_axes()
+    } else {
+        Array2::<f32>::ones((k, n))
+    };
     let mut c = Array2::<f32>::zeros((m, n));
-    general_mat_mul(1.0, &a, &b, 0.0, &mut c); // warm-up
-    allocations_of(|| general_mat_mul(1.0, &a, &b, 0.0, &mut c))
+    let mut product = || {
+        let (sa, sb) = (a.strides(), b.strides());
+        let sc = [c.strides()[0], c.strides()[1]];
+        // SAFETY: the pointers are the first elements of arrays of shapes
+        // (m, k), (k, n) and (m, n) with exactly these strides; c is a
+        // separate array, so it aliases neither input.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                sc[1],
+                sc[0],
+                false,
+                a.as_ptr(),
+                sa[1],
+                sa[0],
+                b.as_ptr(),
+                sb[1],
+                sb[0],
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            )
+        }
+    };
+    product(); // warm-up
+    allocations_of(product)
 }
 
 /// A `Sequential` training step (forward, loss, backward, SGD with momentum)
@@ -188,13 +233,13 @@ fn a_steady_state_sequential_step_allocates_only_in_the_matrix_products() {
     }
     // Per step: two forward products at each batch size, the second layer's
     // dL/dW and dL/dx, the first layer's dL/dW (its dL/dx is skipped).
-    let products = product_allocations(batch, inputs, hidden)
-        + product_allocations(batch, hidden, classes)
-        + product_allocations(batch / 2, inputs, hidden)
-        + product_allocations(batch / 2, hidden, classes)
-        + product_allocations(hidden, batch, classes)
-        + product_allocations(batch, classes, hidden)
-        + product_allocations(inputs, batch, hidden);
+    let products = product_allocations(batch, inputs, hidden, false, false)
+        + product_allocations(batch, hidden, classes, false, false)
+        + product_allocations(batch / 2, inputs, hidden, false, false)
+        + product_allocations(batch / 2, hidden, classes, false, false)
+        + product_allocations(hidden, batch, classes, true, false)
+        + product_allocations(batch, classes, hidden, false, true)
+        + product_allocations(inputs, batch, hidden, true, false);
     let steps = 50;
     let allocations = allocations_of(|| {
         for _ in 0..steps {
