@@ -26,7 +26,9 @@ fn training_step(c: &mut Criterion) {
             .with(Dense::<f32>::new(inputs, hidden, Init::HeUniform, &mut rng).expect("layer"))
             .with(Relu::new())
             .with(Dense::new(hidden, classes, Init::GlorotUniform, &mut rng).expect("layer"));
-        let x = Array2::from_shape_fn((batch, inputs), |(i, j)| ((i * 7 + j * 3) % 17) as f32 / 16.0);
+        let x = Array2::from_shape_fn((batch, inputs), |(i, j)| {
+            ((i * 7 + j * 3) % 17) as f32 / 16.0
+        });
         let labels = Array1::from_shape_fn(batch, |i| (i % classes) as u8);
         let mut loss = SoftmaxCrossEntropy::new();
         let mut sgd = Sgd::new(0.01).expect("optimiser");

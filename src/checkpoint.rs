@@ -422,8 +422,17 @@ fn optimizer_state<F: Real>(
                     let v = checked_values::<F>(&key, shape, t.dtype(), t.shape(), t.data())?;
                     arrays.push(ArrayD::from_shape_vec(IxDyn(shape), v).expect("shape checked"));
                 }
-                // None for all parameters: the optimiser had not stepped yet.
-                Err(_) if arrays.is_empty() => break,
+                // None at all is the state before the first step; some
+                // but not all is a damaged file.
+                Err(_)
+                    if arrays.is_empty()
+                        && !file
+                            .names()
+                            .iter()
+                            .any(|n| n.starts_with(&format!("{OPTIMIZER}/{kind}/"))) =>
+                {
+                    break;
+                }
                 Err(_) => {
                     return Err(CheckpointError::Missing {
                         name: key,

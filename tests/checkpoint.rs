@@ -292,6 +292,34 @@ fn bad_files_are_refused_by_name_and_change_nothing() {
         true,
         "optimizer state: the file has no optimizer state (saved without an optimizer)",
     );
+    // Some moments but not all.
+    let mut net = network::<f32>(32);
+    let mut adam = Adam::new(1e-3).unwrap();
+    train(&mut net, &mut adam, 1);
+    let full = checkpoint::to_bytes(&mut net, Some(&adam)).unwrap();
+    let parsed = SafeTensors::deserialize(&full).unwrap();
+    let kept: Vec<(String, TensorView<'_>)> = parsed
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| n != "optimizer/exp_avg/0.weight")
+        .collect();
+    refused(
+        &safetensors::serialize(kept, None).unwrap(),
+        32,
+        true,
+        &format!(
+            "tensor `optimizer/exp_avg/0.weight` is missing from the file (it has {})",
+            {
+                let mut names: Vec<&str> = parsed
+                    .names()
+                    .into_iter()
+                    .filter(|n| *n != "optimizer/exp_avg/0.weight")
+                    .collect();
+                names.sort();
+                names.join(", ")
+            }
+        ),
+    );
     let mut net = network::<f32>(32);
     let mut sgd = Sgd::new(0.1).unwrap().with_momentum(0.5).unwrap();
     train(&mut net, &mut sgd, 2);
