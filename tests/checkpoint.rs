@@ -347,3 +347,49 @@ fn a_checkpoint_without_the_optimizer_still_loads_the_weights() {
     let row = x.index_axis(Axis(0), 0).insert_axis(Axis(0));
     assert_eq!(weights_only.infer(row).unwrap(), net.infer(row).unwrap());
 }
+
+#[test]
+fn f16_tensors_are_converted_exactly() {
+    // The PyTorch model's f32 weights rounded to f16 (as `tensor.half()`
+    // would), loaded into an f32 network: each weight is the f16 value, exactly.
+    let model = SafeTensors::deserialize(MODEL_F32).unwrap();
+    let halves: Vec<(String, Vec<usize>, Vec<u8>)> = model
+        .tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            let bytes = t
+                .data()
+                .chunks_exact(4)
+                .flat_map(|b| {
+                    half::f16::from_f32(f32::from_le_bytes(b.try_into().unwrap())).to_le_bytes()
+                })
+                .collect();
+            (name, t.shape().to_vec(), bytes)
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = halves
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F16, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let bytes = safetensors::serialize(views, None).unwrap();
+    let mut net = network::<f32>(32);
+    checkpoint::from_bytes(&bytes, &mut net, None).unwrap();
+    let loaded = state_dict(&mut net);
+    for (name, shape, data) in &halves {
+        let want: Vec<f32> = data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect();
+        assert_eq!(loaded[name].shape(), &shape[..]);
+        assert_eq!(
+            loaded[name].iter().copied().collect::<Vec<_>>(),
+            want,
+            "{name}"
+        );
+    }
+}
