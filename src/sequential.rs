@@ -16,7 +16,8 @@ use crate::real::Real;
 ///
 /// On the view path ([`Layer::forward_view`], [`Layer::backward_view`])
 /// each layer reads the previous one's buffer, so a steady training step
-/// allocates nothing; [`Layer::infer`] runs through `&self` and leaves every
+/// allocates nothing outside the matrix products (whose GEMM allocates its
+/// packing memory per call); [`Layer::infer`] runs through `&self` and leaves every
 /// cache as the last training step left it.
 ///
 /// # Example

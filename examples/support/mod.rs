@@ -115,7 +115,7 @@ impl Mlp {
     /// One step of mini-batch SGD; returns the batch's mean loss before the update.
     ///
     /// Uses the layers' view methods, so once the batch size is stable the
-    /// step allocates nothing but what `general_mat_mul` needs internally.
+    /// step allocates nothing but the packing memory of the matrix products.
     pub fn train_step(
         &mut self,
         x: ArrayView2<'_, f32>,
