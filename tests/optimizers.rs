@@ -1,7 +1,11 @@
 //! Adam and AdamW against PyTorch's trajectories, their validation, their
 //! state, and the named parameters that checkpoints use.
 
+mod common;
+
 use std::collections::BTreeMap;
+
+use common::TwoParameters;
 
 use ndlayers::ndarray::{Array1, Array2, ArrayD, IxDyn, array};
 use ndlayers::optim::OptimizerState;
@@ -230,27 +234,7 @@ fn state_round_trips_and_foreign_state_is_refused() {
 
 #[test]
 fn a_wrong_gradient_shape_is_an_error_and_the_rest_is_updated() {
-    struct Two {
-        a: ArrayD<f64>,
-        a_grad: ArrayD<f64>,
-        b: ArrayD<f64>,
-        b_grad: ArrayD<f64>,
-    }
-    impl Parameters<f64> for Two {
-        fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, f64>)) {
-            visit(Parameter {
-                name: "a",
-                value: self.a.view_mut(),
-                grad: self.a_grad.view(),
-            });
-            visit(Parameter {
-                name: "b",
-                value: self.b.view_mut(),
-                grad: self.b_grad.view(),
-            });
-        }
-    }
-    let mut two = Two {
+    let mut two = TwoParameters {
         a: ArrayD::zeros(IxDyn(&[2])),
         a_grad: ArrayD::zeros(IxDyn(&[3])),
         b: ArrayD::zeros(IxDyn(&[2])),

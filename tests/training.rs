@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::uniform;
+use common::{TwoParameters, uniform};
 use ndlayers::gradcheck::GradCheck;
 use ndlayers::ndarray::{Array1, Array2, ArrayView2, Ix2, array};
 use ndlayers::prelude::*;
@@ -524,33 +524,10 @@ fn a_wrong_parameter_gradient_is_caught_and_named() {
     assert!(err.to_string().contains("worst: bias at ["), "{err}");
 }
 
-/// Two parameters whose first gradient has the wrong shape.
-struct BadFirstGradient {
-    a: ndlayers::ndarray::ArrayD<f64>,
-    a_grad: ndlayers::ndarray::ArrayD<f64>,
-    b: ndlayers::ndarray::ArrayD<f64>,
-    b_grad: ndlayers::ndarray::ArrayD<f64>,
-}
-
-impl Parameters<f64> for BadFirstGradient {
-    fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, f64>)) {
-        visit(Parameter {
-            name: "a",
-            value: self.a.view_mut(),
-            grad: self.a_grad.view(),
-        });
-        visit(Parameter {
-            name: "b",
-            value: self.b.view_mut(),
-            grad: self.b_grad.view(),
-        });
-    }
-}
-
 #[test]
 fn momentum_sgd_reports_a_bad_gradient_and_still_updates_the_rest() {
     use ndlayers::ndarray::ArrayD;
-    let mut layer = BadFirstGradient {
+    let mut layer = TwoParameters {
         a: ArrayD::ones(vec![2]),
         a_grad: ArrayD::ones(vec![3]),
         b: ArrayD::ones(vec![2]),

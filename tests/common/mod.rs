@@ -77,3 +77,26 @@ pub fn cpu_has_fma() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     return cfg!(target_arch = "aarch64");
 }
+
+/// Two parameters `a` and `b` with gradients set by hand (to give one the wrong shape).
+pub struct TwoParameters {
+    pub a: ndlayers::ndarray::ArrayD<f64>,
+    pub a_grad: ndlayers::ndarray::ArrayD<f64>,
+    pub b: ndlayers::ndarray::ArrayD<f64>,
+    pub b_grad: ndlayers::ndarray::ArrayD<f64>,
+}
+
+impl ndlayers::Parameters<f64> for TwoParameters {
+    fn visit_parameters(&mut self, visit: &mut dyn FnMut(ndlayers::Parameter<'_, f64>)) {
+        visit(ndlayers::Parameter {
+            name: "a",
+            value: self.a.view_mut(),
+            grad: self.a_grad.view(),
+        });
+        visit(ndlayers::Parameter {
+            name: "b",
+            value: self.b.view_mut(),
+            grad: self.b_grad.view(),
+        });
+    }
+}
