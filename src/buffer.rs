@@ -32,6 +32,20 @@ pub(crate) fn try_vec<F>(
     Ok(v)
 }
 
+/// The array a layer cached in its last forward, once `grad_output` has its
+/// shape: the check every elementwise-shaped backward starts with.
+pub(crate) fn cached_for<'a, F, D: Dimension>(
+    cache: &'a Option<Array<F, D>>,
+    layer: &'static str,
+    grad_output: &ArrayView<'_, F, D>,
+) -> Result<&'a Array<F, D>, LayerError> {
+    let cache = cache
+        .as_ref()
+        .ok_or(LayerError::BackwardBeforeForward { layer })?;
+    LayerError::check_shape(layer, "grad_output", cache.shape(), grad_output.shape())?;
+    Ok(cache)
+}
+
 /// `true` for an array that is contiguous in column-major order only.
 pub(crate) fn is_fortran<F, D: Dimension>(a: &ArrayView<'_, F, D>) -> bool {
     !a.is_standard_layout() && a.t().is_standard_layout()

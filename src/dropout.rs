@@ -4,7 +4,7 @@ use ndarray::{Array, ArrayView, Dimension, Ix2, Zip};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::buffer::reuse_like;
+use crate::buffer::{cached_for, reuse_like};
 use crate::layer::{Layer, LayerError};
 use crate::optim::Parameters;
 use crate::real::Real;
@@ -121,11 +121,7 @@ impl<F: Real, D: Dimension> Layer<F, D> for Dropout<F, D> {
         &mut self,
         grad_output: ArrayView<'_, F, D>,
     ) -> Result<ArrayView<'_, F, D>, LayerError> {
-        let mask = self
-            .mask
-            .as_ref()
-            .ok_or(LayerError::BackwardBeforeForward { layer: NAME })?;
-        LayerError::check_shape(NAME, "grad_output", mask.shape(), grad_output.shape())?;
+        let mask = cached_for(&self.mask, NAME, &grad_output)?;
         let dx = reuse_like(&mut self.grad, &mask.view());
         Zip::from(&mut *dx)
             .and(&grad_output)

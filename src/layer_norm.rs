@@ -2,7 +2,7 @@
 
 use ndarray::{Array, Array1, ArrayView, ArrayView1, Axis, CowArray, Dimension, Ix2};
 
-use crate::buffer::{reuse, try_vec};
+use crate::buffer::{cached_for, reuse, try_vec};
 use crate::layer::{Layer, LayerError};
 use crate::optim::{Parameter, Parameters, visit_weight_and_bias};
 use crate::real::Real;
@@ -210,11 +210,7 @@ impl<F: Real, D: Dimension> Layer<F, D> for LayerNorm<F, D> {
         &mut self,
         grad_output: ArrayView<'_, F, D>,
     ) -> Result<ArrayView<'_, F, D>, LayerError> {
-        let normalized = self
-            .normalized
-            .as_ref()
-            .ok_or(LayerError::BackwardBeforeForward { layer: NAME })?;
-        LayerError::check_shape(NAME, "grad_output", normalized.shape(), grad_output.shape())?;
+        let normalized = cached_for(&self.normalized, NAME, &grad_output)?;
         let g = grad_output.as_standard_layout();
         let features = self.features();
         let n = F::from_usize(features).unwrap_or(F::nan());

@@ -5,7 +5,7 @@ use ndarray::{
     ShapeBuilder, Zip,
 };
 
-use crate::buffer::{is_fortran, reuse_like, try_vec};
+use crate::buffer::{cached_for, is_fortran, reuse_like, try_vec};
 use crate::layer::{Layer, LayerError};
 use crate::optim::{Parameter, Parameters};
 use crate::real::Real;
@@ -190,11 +190,7 @@ impl<F: Real, D: RemoveAxis> Layer<F, D> for Prelu<F, D> {
         &mut self,
         grad_output: ArrayView<'_, F, D>,
     ) -> Result<ArrayView<'_, F, D>, LayerError> {
-        let x = self
-            .input
-            .as_ref()
-            .ok_or(LayerError::BackwardBeforeForward { layer: NAME })?;
-        LayerError::check_shape(NAME, "grad_output", x.shape(), grad_output.shape())?;
+        let x = cached_for(&self.input, NAME, &grad_output)?;
         let dx = reuse_like(&mut self.grad_input, &x.view());
         if self.weight.len() == 1 {
             self.grad_weight[0] =

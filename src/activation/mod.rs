@@ -50,7 +50,7 @@ pub use family::*;
 
 use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, Ix2, ShapeBuilder};
 
-use crate::buffer::{is_fortran, reuse_like};
+use crate::buffer::{cached_for, is_fortran, reuse_like};
 use crate::kernels;
 pub use crate::kernels::{DerivativeFrom, ElementwiseFn};
 use crate::layer::{Layer, LayerError};
@@ -282,25 +282,13 @@ impl<A, F, D: Dimension> Elementwise<A, F, D> {
 }
 
 impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Elementwise<A, F, D> {
-    /// The cached array, checked against the shape of `grad_output`.
-    fn cached_for<'a>(
-        cache: &'a Option<Array<F, D>>,
-        grad_output: &ArrayView<'_, F, D>,
-    ) -> Result<&'a Array<F, D>, LayerError> {
-        let cache = cache
-            .as_ref()
-            .ok_or(LayerError::BackwardBeforeForward { layer: A::NAME })?;
-        LayerError::check_shape(A::NAME, "grad_output", cache.shape(), grad_output.shape())?;
-        Ok(cache)
-    }
-
     /// Writes `dL/dx` for the cached forward into `out` (same shape as the output).
     pub fn backward_into(
         &self,
         grad_output: ArrayView<'_, F, D>,
         out: ArrayViewMut<'_, F, D>,
     ) -> Result<(), LayerError> {
-        let cache = Self::cached_for(&self.cache, &grad_output)?;
+        let cache = cached_for(&self.cache, A::NAME, &grad_output)?;
         LayerError::check_shape(A::NAME, "out", cache.shape(), out.shape())?;
         kernels::map_backward(&self.act, cache.view(), grad_output, out);
         Ok(())
@@ -361,7 +349,7 @@ impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Layer<F, D> for Elementwise<A, 
         &mut self,
         grad_output: ArrayView<'_, F, D>,
     ) -> Result<ArrayView<'_, F, D>, LayerError> {
-        let cache = Self::cached_for(&self.cache, &grad_output)?;
+        let cache = cached_for(&self.cache, A::NAME, &grad_output)?;
         let out = reuse_like(&mut self.grad, &cache.view());
         kernels::map_backward(&self.act, cache.view(), grad_output, out.view_mut());
         Ok(out.view())
@@ -375,7 +363,7 @@ impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Layer<F, D> for Elementwise<A, 
 
     /// Writes into a fresh array rather than copying the layer's buffer.
     fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
-        let cache = Self::cached_for(&self.cache, &grad_output)?;
+        let cache = cached_for(&self.cache, A::NAME, &grad_output)?;
         let mut out = Array::zeros(cache.raw_dim().set_f(is_fortran(&cache.view())));
         kernels::map_backward(&self.act, cache.view(), grad_output, out.view_mut());
         Ok(out)
