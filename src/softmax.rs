@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 
 use ndarray::{Array, Array3, ArrayView, ArrayViewMut, Axis, CowArray, Dimension, Ix2};
 
-use crate::buffer::reuse_like;
+use crate::buffer::{fresh, owned_copy, reuse_like};
 use crate::kernels;
 use crate::layer::{Layer, LayerError};
 use crate::optim::Parameters;
@@ -377,15 +377,20 @@ impl<K: Normalization, F: Real, D: Dimension> Layer<F, D> for Normalize<K, F, D>
 
     fn infer(&self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
         let (moved, back) = Self::moved_last(self.axis, input)?;
-        let mut y = Array::zeros(moved.raw_dim());
+        let mut y = fresh(moved.raw_dim(), false);
         forward_rows::<K, F, D>(&moved.view(), &mut y);
         Ok(y.permuted_axes(back))
+    }
+
+    /// Large outputs are copied into huge pages (see `buffer::owned_copy`).
+    fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+        Ok(owned_copy(self.forward_view(input)?))
     }
 
     /// Writes into a fresh array rather than copying the layer's buffer.
     fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
         let (y, _, back) = Self::cached_for(&self.cache, self.axis, &grad_output)?;
-        let mut out = Array::zeros(y.view().permuted_axes(back).raw_dim());
+        let mut out = fresh(y.view().permuted_axes(back).raw_dim(), false);
         self.backward_into(grad_output, out.view_mut())?;
         Ok(out)
     }

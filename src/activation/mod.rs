@@ -48,9 +48,9 @@ macro_rules! staged_value {
 mod family;
 pub use family::*;
 
-use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, Ix2, ShapeBuilder};
+use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, Ix2};
 
-use crate::buffer::{cached_for, is_fortran, reuse_like};
+use crate::buffer::{cached_for, fresh_like, owned_copy, reuse_like};
 use crate::kernels;
 pub use crate::kernels::{DerivativeFrom, ElementwiseFn};
 use crate::layer::{Layer, LayerError};
@@ -356,15 +356,20 @@ impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Layer<F, D> for Elementwise<A, 
     }
 
     fn infer(&self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
-        let mut y = Array::zeros(input.raw_dim().set_f(is_fortran(&input)));
+        let mut y = fresh_like(&input);
         kernels::map_unary(&self.act, input, y.view_mut());
         Ok(y)
+    }
+
+    /// Large outputs are copied into huge pages (see `buffer::owned_copy`).
+    fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+        Ok(owned_copy(self.forward_view(input)?))
     }
 
     /// Writes into a fresh array rather than copying the layer's buffer.
     fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
         let cache = cached_for(&self.cache, A::NAME, &grad_output)?;
-        let mut out = Array::zeros(cache.raw_dim().set_f(is_fortran(&cache.view())));
+        let mut out = fresh_like(&cache.view());
         kernels::map_backward(&self.act, cache.view(), grad_output, out.view_mut());
         Ok(out)
     }
