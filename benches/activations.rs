@@ -22,15 +22,23 @@ use criterion::{
 use ndlayers::ndarray::{Array2, Zip};
 use ndlayers::prelude::*;
 use ndlayers::{Elementwise, ElementwiseFn};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 const ELEMENTWISE_SHAPES: [(usize, usize); 2] = [(256, 4096), (4096, 4096)];
 const SOFTMAX_SHAPES: [(usize, usize); 3] = [(65536, 10), (4096, 1000), (256, 32768)];
 
-fn random(shape: (usize, usize), seed: u64) -> Array2<f32> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    Array2::from_shape_simple_fn(shape, || rng.random_range(-8.0..8.0))
+/// Uniform in [-8, 8): the top 24 bits of a multiplicative hash of the
+/// element's row-major index and the seed, so that `benches/peers/activations.py`
+/// can compute the same inputs.
+fn inputs(shape: (usize, usize), seed: u64) -> Array2<f32> {
+    const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut index = seed.wrapping_mul(GOLDEN);
+    Array2::from_shape_simple_fn(shape, || {
+        let mut h = index.wrapping_mul(GOLDEN);
+        index = index.wrapping_add(1);
+        h ^= h >> 29;
+        h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        ((h >> 40) as f64 / f64::from(1u32 << 24) * 16.0 - 8.0) as f32
+    })
 }
 
 fn group<'a>(
@@ -78,8 +86,8 @@ fn elementwise<A: ElementwiseFn<f32> + Default>(
     naive_derivative: fn(f32) -> f32,
 ) {
     for shape in ELEMENTWISE_SHAPES {
-        let x = random(shape, 1);
-        let g = random(shape, 2);
+        let x = inputs(shape, 1);
+        let g = inputs(shape, 2);
         let mut layer = Elementwise::<A, f32, _>::new();
 
         let mut fwd = group(c, &format!("{name}_forward"), shape, 8);
@@ -134,8 +142,8 @@ fn naive_softmax_backward(y: &Array2<f32>, g: &Array2<f32>) -> Array2<f32> {
 
 fn softmax(c: &mut Criterion) {
     for shape in SOFTMAX_SHAPES {
-        let x = random(shape, 3);
-        let g = random(shape, 4);
+        let x = inputs(shape, 3);
+        let g = inputs(shape, 4);
         let mut layer = Softmax::new();
 
         let mut fwd = group(c, "softmax_forward", shape, 8);

@@ -17,6 +17,12 @@ copies:
 
 Each cell is then the median over the runs; the ratio columns are medians of
 the per-run ratios, so each ratio compares two figures from the same run.
+
+With `--peers FILE` (written by `benches/peers/activations.py` in the same
+session), it prints instead the comparison with PyTorch and JAX in ns per
+element: the view path beside PyTorch's `out=`, the owned path beside
+PyTorch's allocating call, JAX's jit call and the floor, and counts the cases
+each side wins.
 """
 import json
 import pathlib
@@ -51,8 +57,35 @@ def read_run(root):
     return run
 
 
+def peer_table(run, peers_file):
+    peers = json.loads(pathlib.Path(peers_file).read_text())
+    print(f"PyTorch {peers['torch']} ({peers['torch_capability']}), JAX {peers['jax']}; ns per element\n")
+    print("| case | view | torch `out=` | view / out= | owned | torch allocating | owned / allocating | JAX | floor |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    wins = {"view": 0, "owned": 0}
+    keys = [k for k in run if f"{k[0]}_{k[1]}_{k[2]}x{k[3]}" in peers["cases"]]
+    keys.sort(key=lambda k: (ORDER.get(k[0], 9), k[2] * k[3], k[1] != "forward", k[2]))
+    for key in keys:
+        layer, direction, r, c = key
+        ns = lambda seconds: seconds / (r * c) * 1e9
+        ours, theirs = run[key], peers["cases"][f"{layer}_{direction}_{r}x{c}"]
+        view, owned = ours["ndlayers_view"], ours["ndlayers_owned"]
+        wins["view"] += view <= theirs["torch_out"]
+        wins["owned"] += owned <= theirs["torch_alloc"]
+        print(
+            f"| {layer} {direction[:3]} {r}x{c} | {ns(view):.3f} | {ns(theirs['torch_out']):.3f} "
+            f"| {view / theirs['torch_out']:.2f} | {ns(owned):.3f} | {ns(theirs['torch_alloc']):.3f} "
+            f"| {owned / theirs['torch_alloc']:.2f} | {ns(theirs['jax']):.3f} | {ns(ours['memory_floor']):.3f} |"
+        )
+    print(f"\nndlayers at least as fast: view {wins['view']} of {len(keys)}, owned {wins['owned']} of {len(keys)}")
+
+
 def main():
-    roots = [pathlib.Path(a) for a in sys.argv[1:]] or [DEFAULT_ROOT]
+    args = sys.argv[1:]
+    if args[:1] == ["--peers"]:
+        roots = [pathlib.Path(a) for a in args[2:]] or [DEFAULT_ROOT]
+        return peer_table(read_run(roots[0]), args[1])
+    roots = [pathlib.Path(a) for a in args] or [DEFAULT_ROOT]
     runs = [read_run(root) for root in roots]
     keys = set.intersection(*(set(run) for run in runs)) if runs else set()
     if not keys:
