@@ -1,6 +1,6 @@
 //! Sigmoid, Tanh and ReLU: gradients, reference values, edge cases, layouts, errors.
 
-mod common;
+use crate::common;
 
 use common::{assert_same, away_from_zero, cpu_has_fma, ulps_f32, ulps_f64, uniform};
 use ndlayers::gradcheck::GradCheck;

@@ -1,6 +1,6 @@
 //! Softmax, LogSoftmax and Softmin along every axis of arrays of several dimensions.
 
-mod common;
+use crate::common;
 
 use common::{assert_same, ulps_f32, ulps_f64, uniform};
 use ndlayers::gradcheck::GradCheck;

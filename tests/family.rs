@@ -1,7 +1,7 @@
 //! The activation family: reference values and derivatives (mpmath), gradient
 //! checks, special values, and hyperparameter validation.
 
-mod common;
+use crate::common;
 #[path = "reference/family.rs"]
 mod reference;
 

@@ -8,7 +8,7 @@
 //! call must return (`Ok` or `Err`), never panic; where it returns `Ok`,
 //! the result's shape is checked.
 
-mod common;
+use crate::common;
 
 use common::any_value;
 use ndlayers::activation::{

@@ -1,7 +1,7 @@
 //! Dropout and LayerNorm: PyTorch's numbers and semantics, gradients, errors,
 //! and both inside a `Sequential` with checkpoints.
 
-mod common;
+use crate::common;
 
 use common::uniform;
 use ndlayers::checkpoint;

@@ -2,7 +2,7 @@
 //! forward, class targets of every kind, layout-independent `Dense`,
 //! initialisation, in-place parameter assignment and reused buffers.
 
-mod common;
+use crate::common;
 
 use common::uniform;
 use ndlayers::activation::Gelu;

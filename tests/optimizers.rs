@@ -1,7 +1,7 @@
 //! Adam and AdamW against PyTorch's trajectories, their validation, their
 //! state, and the named parameters that checkpoints use.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! Property tests: no input makes a layer panic, and backward always matches
 //! finite differences, on random shapes and values.
 
-mod common;
+use crate::common;
 
 use common::any_value;
 use ndlayers::gradcheck::GradCheck;

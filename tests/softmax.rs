@@ -1,6 +1,6 @@
 //! Softmax: gradients, Jacobian, stability, edge cases, layouts, errors.
 
-mod common;
+use crate::common;
 
 use common::{assert_same, ulps_f32, ulps_f64, uniform};
 use ndlayers::gradcheck::GradCheck;

@@ -1,6 +1,6 @@
 //! Dense, the losses and SGD: gradients (through a whole network too), values, errors.
 
-mod common;
+use crate::common;
 
 use common::{TwoParameters, uniform};
 use ndlayers::gradcheck::GradCheck;
