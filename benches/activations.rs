@@ -9,7 +9,8 @@
 //! - `ndlayers_owned`: `Layer::forward` / `Layer::backward`, which return new arrays,
 //! - `naive`: `mapv` with `f32::exp`/`tanh`, `Zip` for backward, a per-row loop for softmax,
 //! - `memory_floor`: `assign` of the input into a preallocated output (forward),
-//!   or a preallocated `Zip` of two inputs into one output (backward).
+//!   or a preallocated `Zip` of two inputs into one output (backward);
+//!   inputs and floor outputs are in huge pages, as the layers' buffers are.
 //!
 //! Throughput is in bytes moved: 8 per element forward (read + write), 12 backward.
 
@@ -28,17 +29,21 @@ const SOFTMAX_SHAPES: [(usize, usize); 3] = [(65536, 10), (4096, 1000), (256, 32
 
 /// Uniform in [-8, 8): the top 24 bits of a multiplicative hash of the
 /// element's row-major index and the seed, so that `benches/peers/activations.py`
-/// can compute the same inputs.
+/// can compute the same inputs. In huge pages from 4 MiB (`ndlayers::zeros`),
+/// as numpy allocates the peers' inputs.
 fn inputs(shape: (usize, usize), seed: u64) -> Array2<f32> {
     const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut index = seed.wrapping_mul(GOLDEN);
-    Array2::from_shape_simple_fn(shape, || {
-        let mut h = index.wrapping_mul(GOLDEN);
-        index = index.wrapping_add(1);
+    let mut x = ndlayers::zeros(shape);
+    for (i, v) in (0u64..).zip(x.iter_mut()) {
+        let mut h = seed
+            .wrapping_mul(GOLDEN)
+            .wrapping_add(i)
+            .wrapping_mul(GOLDEN);
         h ^= h >> 29;
         h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        ((h >> 40) as f64 / f64::from(1u32 << 24) * 16.0 - 8.0) as f32
-    })
+        *v = ((h >> 40) as f64 / f64::from(1u32 << 24) * 16.0 - 8.0) as f32;
+    }
+    x
 }
 
 fn group<'a>(
@@ -58,7 +63,7 @@ fn group<'a>(
 }
 
 fn memory_floor_forward(group: &mut BenchmarkGroup<'_, WallTime>, x: &Array2<f32>) {
-    let mut out = Array2::zeros(x.dim());
+    let mut out = ndlayers::zeros(x.dim());
     group.bench_function("memory_floor", |b| b.iter(|| out.assign(black_box(x))));
 }
 
@@ -67,7 +72,7 @@ fn memory_floor_backward(
     a: &Array2<f32>,
     g: &Array2<f32>,
 ) {
-    let mut out = Array2::zeros(a.dim());
+    let mut out = ndlayers::zeros(a.dim());
     group.bench_function("memory_floor", |b| {
         b.iter(|| {
             Zip::from(&mut out)

@@ -136,6 +136,30 @@ pub use optim::{Adam, AdamW, Named, Optimizer, Parameter, Parameters, Sgd};
 pub use prelu::Prelu;
 pub use real::Real;
 pub use sequential::Sequential;
+
+/// A zeroed array, as [`Array::zeros`](ndarray::Array::zeros), whose memory
+/// Linux backs with transparent huge pages when it is 4 MiB or more (numpy's
+/// rule; elsewhere it is just `Array::zeros`).
+///
+/// Every layer allocates its buffers this way. Allocate large input batches
+/// this way too when they are reused: a pass over memory in 4 KiB pages walks
+/// the page tables once per page, and the first write to each page faults
+/// (a 4096x1000 `f32` softmax backward ran 35% faster with its buffers in
+/// huge pages; AMD EPYC Zen 4, one thread).
+///
+/// ```
+/// let mut x = ndlayers::zeros::<f32, _, _>((2048, 1024));
+/// x.fill(0.5);
+/// assert_eq!(x.dim(), (2048, 1024));
+/// ```
+pub fn zeros<A, Sh, D>(shape: Sh) -> ndarray::Array<A, D>
+where
+    A: Clone + num_traits::Zero,
+    Sh: ndarray::ShapeBuilder<Dim = D>,
+    D: ndarray::Dimension,
+{
+    buffer::advised(ndarray::Array::zeros(shape))
+}
 pub use softmax::{LogSoftmax, Softmax, Softmin};
 
 /// The traits and layers most programs need: `use ndlayers::prelude::*;`.
