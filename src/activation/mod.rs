@@ -71,12 +71,12 @@ impl<F: Real> ElementwiseFn<F> for SigmoidFn {
 
     #[inline(always)]
     fn reduce_with<M: MulAdd>(&self, x: F) -> Reduced<F> {
-        math::sigmoid_reduce::<M, F>(x)
+        math::sigmoid_reduce_faithful::<M, F>(x)
     }
 
     #[inline(always)]
     fn finish_with<M: MulAdd>(&self, x: F, reduced: Reduced<F>) -> F {
-        math::sigmoid_finish::<M, F>(x, reduced)
+        math::sigmoid_finish_faithful::<M, F>(x, reduced)
     }
 
     #[inline(always)]
