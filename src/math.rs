@@ -271,8 +271,7 @@ fn reduce_double_word<M: MulAdd, F: Real>(a: F) -> [F; 3] {
 /// `Q` (`Internals::EXPM1_CUBIC`: 2^-29.8 of the result for `f32`).
 #[inline(always)]
 fn expm1_reduced_double_word<M: MulAdd, F: Real>(r: F, r_lo: F) -> (F, F) {
-    let square = r * r;
-    let c = M::mul_add(r * square, polynomial::<M, F>(r, F::EXPM1_CUBIC), square * F::HALF);
+    let c = (r * r) * polynomial::<M, F>(r, F::EXPM1_TAIL);
     let hi = r + c;
     let hi_lo = c - (hi - r);
     let lo = hi_lo + r_lo;

@@ -29,7 +29,7 @@ mod internal {
         /// 2^-31.3, and 2^-29.8 with the coefficients rounded to `f32`.
         /// `f64`: Taylor's `1/3!, …, 1/14!`, whose truncation relative to `|r|`
         /// is at most `|r|^12/15! · e^|r|` = 4.4e-19 (2^-61).
-        const EXPM1_CUBIC: &'static [Self];
+        const EXPM1_TAIL: &'static [Self];
         /// `log2(e)`, rounded to nearest.
         const LOG2_E: Self;
         /// High part of `ln 2` with trailing zero bits, so that `k · LN2_HI` is exact
@@ -121,7 +121,8 @@ impl internal::Internals for f32 {
         1.0 / 720.0,
         1.0 / 5040.0,
     ];
-    const EXPM1_CUBIC: &'static [Self] = &[
+    const EXPM1_TAIL: &'static [Self] = &[
+        0.5,
         0.166_666_66,
         0.041_666_48,
         0.008_333_419,
@@ -182,7 +183,8 @@ impl internal::Internals for f64 {
         1.0 / 479_001_600.0,
         1.0 / 6_227_020_800.0,
     ];
-    const EXPM1_CUBIC: &'static [Self] = &[
+    const EXPM1_TAIL: &'static [Self] = &[
+        0.5,
         1.0 / 6.0,
         1.0 / 24.0,
         1.0 / 120.0,
