@@ -247,15 +247,16 @@ pub(crate) fn sigmoid_reduce<M: MulAdd, F: Real>(x: F) -> Reduced<F> {
 // backward `1 - y²` and `y (1 - y)`.
 
 /// Cody–Waite reduction `a = k·ln2 + r_hi + r_lo` that keeps the rounding of
-/// `r` in `r_lo`; returns `[k + ROUND_SHIFTER, r_hi, r_lo]`.
+/// `r` in `r_lo`; returns `[k + shifter, r_hi, r_lo]`, for a `shifter` of
+/// `ROUND_SHIFTER` plus a small integer (an exponent offset folded in).
 ///
 /// `t = a - k·LN2_HI` is exact (see [`reduce`]); `r_hi = t - k·LN2_LO`
 /// rounds, and `r_lo = (t - r_hi) - k·LN2_LO` recovers that rounding (to
 /// 2^-36 of `ln 2` for `f32`, beyond which `LN2_LO` itself is truncated).
 #[inline(always)]
-fn reduce_double_word<M: MulAdd, F: Real>(a: F) -> [F; 3] {
-    let shifted = M::mul_add(a, F::LOG2_E, F::ROUND_SHIFTER);
-    let k = shifted - F::ROUND_SHIFTER;
+fn reduce_double_word<M: MulAdd, F: Real>(a: F, shifter: F) -> [F; 3] {
+    let shifted = M::mul_add(a, F::LOG2_E, shifter);
+    let k = shifted - shifter;
     let t = M::mul_add(-k, F::LN2_HI, a);
     let r = M::mul_add(-k, F::LN2_LO, t);
     [shifted, r, M::mul_add(-k, F::LN2_LO, t - r)]
@@ -270,27 +271,34 @@ fn reduce_double_word<M: MulAdd, F: Real>(a: F) -> [F; 3] {
 /// (half an ulp of `c ≤ 0.18·|r|`: 2^-27.5 of the result) and the error of
 /// `Q` (`Internals::EXPM1_CUBIC`: 2^-29.8 of the result for `f32`).
 #[inline(always)]
-fn expm1_reduced_double_word<M: MulAdd, F: Real>(r: F, r_lo: F) -> (F, F) {
-    let c = (r * r) * polynomial::<M, F>(r, F::EXPM1_TAIL);
+fn expm1_reduced_double_word<M: MulAdd, F: Real>(r: F, r_lo: F, cubic: &[F]) -> (F, F) {
+    let square = r * r;
+    let c = M::mul_add(r * square, polynomial::<M, F>(r, cubic), square * F::HALF);
     let hi = r + c;
     let hi_lo = c - (hi - r);
     let lo = hi_lo + r_lo;
     (hi, lo)
 }
 
-/// `(n + n_lo) / (d + d_lo)`, for double words with `|lo|` at most an ulp
-/// of `hi` and `d > 0`, within half an ulp plus about 2^-(2p-4) relative.
+/// `(n + n_lo) / (c + d + d_lo)` rounded once, within half an ulp plus about
+/// 2^-(2p-4) relative: for `c` a power of two, `d + d_lo` and `n + n_lo`
+/// double words, `c + d > 0`, and `n/c` within a factor 2 of the quotient.
 ///
-/// One division, `q = n·(1/d)` (within 1.5 ulp), and Newton's correction
-/// `q + (n + n_lo - q·(d + d_lo))/d`, rounded once. Its numerator is formed
-/// exactly up to roundings of size `ε·|q - n/d|`: `n - q·d` is one fused
-/// multiply-add ([`MulAdd::residual`]).
+/// One division gives `q`, within two ulps of the quotient `Q`; then Newton's
+/// correction `q + ρ/(c + d)` with the residual `ρ = n + n_lo - q·(c + d + d_lo)`.
+/// `ρ` is formed without rounding `c + d` at all: `n - q·c` is exact (`q·c`
+/// is a power-of-two scaling, within a factor 2 of `n`: Sterbenz), `- q·d`
+/// then rounds once ([`MulAdd::residual`]), relative to `ρ`, which is a few
+/// ulps of `n`; `n_lo - q·d_lo` is smaller still. So the rounding of `c + d`,
+/// up to an ulp of the result, never enters: only the reciprocal sees it,
+/// and it scales the correction, a few ulps, by a relative 2^-p.
 #[inline(always)]
-fn quotient<M: MulAdd, F: Real>(n: F, n_lo: F, d: F, d_lo: F) -> F {
-    let reciprocal = F::ONE / d;
+fn quotient_by_sum<M: MulAdd, F: Real>(n: F, n_lo: F, c: F, d: F, d_lo: F) -> F {
+    let reciprocal = F::ONE / (c + d);
     let q = n * reciprocal;
-    let correction = M::mul_add(-q, d_lo, M::residual(q, d, n) + n_lo);
-    M::mul_add(correction, reciprocal, q)
+    let exact = M::mul_add(-q, c, n);
+    let residual = M::residual(q, d, exact) + M::mul_add(-q, d_lo, n_lo);
+    M::mul_add(residual, reciprocal, q)
 }
 
 /// First half of [`MulAdd::sigmoid`]: `E = e^-|x| · 2^64` as a double word.
@@ -299,13 +307,15 @@ fn quotient<M: MulAdd, F: Real>(n: F, n_lo: F, d: F, d_lo: F) -> F {
 /// in `f32`), so that `σ(x) ≈ e^x` is rounded once, into the subnormal range.
 #[inline(always)]
 pub(crate) fn sigmoid_reduce_faithful<M: MulAdd, F: Real>(x: F) -> Reduced<F> {
-    let [shifted, r, r_lo] = reduce_double_word::<M, F>(raise_to_underflow(-x.abs()));
-    let (m, m_lo) = expm1_reduced_double_word::<M, F>(r, r_lo);
+    // The scaling by 2^64 is folded into the shifter: `shifted` holds k + 64.
+    let shifter = F::ROUND_SHIFTER + F::lit(SCALE_SHIFT);
+    let [shifted, r, r_lo] = reduce_double_word::<M, F>(raise_to_underflow(-x.abs()), shifter);
+    let (m, m_lo) = expm1_reduced_double_word::<M, F>(r, r_lo, F::EXP_CUBIC_SIGMOID);
     // e^r = 1 + m + m_lo, with 1 + m rounded and its error kept (|m| < 1).
     let u = F::ONE + m;
     let u_lo = (m - (u - F::ONE)) + m_lo;
     // Exact: a power of two, and both products stay normal (k + 64 ≥ -86).
-    let scale = F::exp2_shifted(shifted + F::lit(SCALE_SHIFT));
+    let scale = F::exp2_shifted(shifted);
     [u * scale, u_lo * scale]
 }
 
@@ -317,15 +327,13 @@ pub(crate) fn sigmoid_finish_faithful<M: MulAdd, F: Real>(
     [scaled_e, scaled_e_lo]: Reduced<F>,
 ) -> F {
     let big = F::lit(TWO_POW_SHIFT);
-    // Fast2Sum: E ≤ 2^64.
-    let d = big + scaled_e;
-    let d_lo = (scaled_e - (d - big)) + scaled_e_lo;
+    // N/2^64 is within a factor 2 of σ: 1/(1 + e) ∈ [1/2, 1], e/(1 + e) ∈ [e/2, e].
     let (n, n_lo) = if x < F::zero() {
         (scaled_e, scaled_e_lo)
     } else {
         (big, F::zero())
     };
-    quotient::<M, F>(n, n_lo, d, d_lo)
+    quotient_by_sum::<M, F>(n, n_lo, big, scaled_e, scaled_e_lo)
 }
 
 /// `σ(x)` and `σ(-x)` for products such as `x·σ(x)`, where rounding a
@@ -435,9 +443,13 @@ pub(crate) fn tanh_reduce<M: MulAdd, F: Real>(x: F) -> Reduced<F> {
     let limit = F::lit(-EXPM1_LIMIT);
     // Exact: a scaling by a power of two.
     let minus_two_a = x.abs() * -F::TWO;
-    let a = if minus_two_a < limit { limit } else { minus_two_a };
-    let [shifted, r, r_lo] = reduce_double_word::<M, F>(a);
-    let (m, m_lo) = expm1_reduced_double_word::<M, F>(r, r_lo);
+    let a = if minus_two_a < limit {
+        limit
+    } else {
+        minus_two_a
+    };
+    let [shifted, r, r_lo] = reduce_double_word::<M, F>(a, F::ROUND_SHIFTER);
+    let (m, m_lo) = expm1_reduced_double_word::<M, F>(r, r_lo, F::EXPM1_CUBIC);
     // e^a - 1 = (s - 1) + s·(m + m_lo) with s = 2^k; s - 1 is not a float
     // for k below -p, so it is a two-sum too. Products by s are exact.
     // k ≤ 0, so both are Fast2Sums: 1 ≥ s, and |s - 1| ≥ 1/2 > |s·m| unless
@@ -454,10 +466,8 @@ pub(crate) fn tanh_reduce<M: MulAdd, F: Real>(x: F) -> Reduced<F> {
 /// Second half of [`MulAdd::tanh`].
 #[inline(always)]
 pub(crate) fn tanh_finish<M: MulAdd, F: Real>(x: F, [m, m_lo]: Reduced<F>) -> F {
-    // 2 + m and its rounding error (Fast2Sum: |m| < 2).
-    let d = F::TWO + m;
-    let d_lo = (m - (d - F::TWO)) + m_lo;
-    quotient::<M, F>(-m, -m_lo, d, d_lo).copysign(x)
+    // -m/2 is within a factor 2 of the quotient -m/(2 + m), as 2 + m ∈ (1, 2].
+    quotient_by_sum::<M, F>(-m, -m_lo, F::TWO, m, m_lo).copysign(x)
 }
 
 impl MulAdd for Fused {

@@ -29,7 +29,12 @@ mod internal {
         /// 2^-31.3, and 2^-29.8 with the coefficients rounded to `f32`.
         /// `f64`: Taylor's `1/3!, …, 1/14!`, whose truncation relative to `|r|`
         /// is at most `|r|^12/15! · e^|r|` = 4.4e-19 (2^-61).
-        const EXPM1_TAIL: &'static [Self];
+        const EXPM1_CUBIC: &'static [Self];
+        /// [`Self::EXPM1_CUBIC`] for the sigmoid, which needs `e^r` to a
+        /// relative 2^-27, not `e^r - 1`: `f32`, a degree-3 fit minimising the
+        /// error relative to `e^r` (same script, `expm1_cubic.py 3 exp`):
+        /// 2^-28.0 with the coefficients rounded. `f64`: as `EXPM1_CUBIC`.
+        const EXP_CUBIC_SIGMOID: &'static [Self];
         /// `log2(e)`, rounded to nearest.
         const LOG2_E: Self;
         /// High part of `ln 2` with trailing zero bits, so that `k · LN2_HI` is exact
@@ -121,14 +126,15 @@ impl internal::Internals for f32 {
         1.0 / 720.0,
         1.0 / 5040.0,
     ];
-    const EXPM1_TAIL: &'static [Self] = &[
-        0.5,
+    const EXPM1_CUBIC: &'static [Self] = &[
         0.166_666_66,
         0.041_666_48,
         0.008_333_419,
         0.001_393_324_5,
         0.000_198_241_29,
     ];
+    const EXP_CUBIC_SIGMOID: &'static [Self] =
+        &[0.166_665_35, 0.041_667_238, 0.008_367_476, 0.001_386_378_7];
     const LOG2_E: Self = std::f32::consts::LOG2_E;
     // 0x3f317200: 15 significant bits, so k·LN2_HI is exact for |k| < 2^9 (we need 150).
     const LN2_HI: Self = f32::from_bits(0x3f31_7200); // 0.693145751953125
@@ -183,8 +189,7 @@ impl internal::Internals for f64 {
         1.0 / 479_001_600.0,
         1.0 / 6_227_020_800.0,
     ];
-    const EXPM1_TAIL: &'static [Self] = &[
-        0.5,
+    const EXPM1_CUBIC: &'static [Self] = &[
         1.0 / 6.0,
         1.0 / 24.0,
         1.0 / 120.0,
@@ -198,6 +203,7 @@ impl internal::Internals for f64 {
         1.0 / 6_227_020_800.0,
         1.0 / 87_178_291_200.0,
     ];
+    const EXP_CUBIC_SIGMOID: &'static [Self] = Self::EXPM1_CUBIC;
     const LOG2_E: Self = std::f64::consts::LOG2_E;
     // fdlibm's split (0x3fe62e42fee00000): 32 significant bits, exact k·LN2_HI for |k| < 2^20.
     const LN2_HI: Self = f64::from_bits(0x3fe6_2e42_fee0_0000); // 0.6931471803691238

@@ -9,17 +9,22 @@ re-measured with them. Run: python3 tests/reference/expm1_cubic.py
 (needs numpy and mpmath; prints the coefficients and both errors as powers of 2).
 """
 import math
+import sys
 
 import mpmath
 import numpy as np
 
 mpmath.mp.dps = 40
-DEGREE = 4
+# `python3 expm1_cubic.py 3 exp`: degree 3, error relative to e^r (the sigmoid's need).
+DEGREE = int(sys.argv[1]) if len(sys.argv) > 1 else 4
+RELATIVE_TO = sys.argv[2] if len(sys.argv) > 2 else "expm1"
 H = math.log(2) / 2
 N = 4000
 
 r = H * np.cos(np.pi * (np.arange(N) + 0.5) / N)
 exact_expm1 = np.array([float(mpmath.expm1(mpmath.mpf(v))) for v in r])
+if RELATIVE_TO == "exp":
+    exact_expm1 = exact_expm1 + 1.0
 # e^r - 1 - r - r²/2, the part r³·Q(r) must supply, without cancellation.
 tail = np.array([float(mpmath.expm1(mpmath.mpf(v)) - mpmath.mpf(v) - mpmath.mpf(v) ** 2 / 2) for v in r])
 basis = np.stack([r**3 * r**j for j in range(DEGREE + 1)], axis=1) / exact_expm1[:, None]
