@@ -83,9 +83,11 @@ fn rows_sum_to_one_within_a_few_ulps() {
 fn every_row_length_matches_an_f64_reference() {
     // 1 to 140 classes: every short-row width (rows held as two overlapping
     // halves of 1, 2, 4, 8, 16, 32 or 64 lanes), the switch to long rows at
-    // 128, and long rows with a tail. Reference: the textbook formulas in f64
-    // on the same f32 inputs (exact widening), so the error measured is the layer's.
-    for cols in 1..=140 {
+    // 128, and long rows with a tail (every tail length 0 to 15 of the long
+    // rows' padded last vector, and rows past one 256-element stage block).
+    // Reference: the textbook formulas in f64 on the same f32 inputs (exact
+    // widening), so the error measured is the layer's.
+    for cols in (1..=143).chain([255, 256, 257, 271, 1000, 1007]) {
         let x = uniform((5, cols), -20.0, 20.0, cols as u64).mapv(|v| v as f32);
         let g = uniform((5, cols), -1.0, 1.0, 100 + cols as u64).mapv(|v| v as f32);
         let mut layer = Softmax::new();

@@ -5,7 +5,7 @@ use multiversion::multiversion;
 use super::chunked;
 use super::reduce::{divide_then_max, dot, max_ignoring_nan, sum, vjp_row_then_dot};
 use super::short_rows::{Ends, SHORT_ROW, with_ends_width};
-use super::staging::{CacheAligned, staged, staged_pairs};
+use super::staging::{CacheAligned, staged_in_vectors, staged_pairs};
 use crate::math::{self, MulAdd};
 use crate::real::Real;
 
@@ -47,7 +47,7 @@ simd! {
             for i in 0..rows {
                 let row = i * cols..(i + 1) * cols;
                 let (xr, yr) = (&x[row.clone()], &mut y[row.clone()]);
-                staged(
+                staged_in_vectors(
                     xr,
                     yr,
                     |x| math::exp_difference_reduce::<M, F>(sign * x, max),
