@@ -173,36 +173,28 @@ impl Real for f64 {
     }
 }
 
+/// `1/n!` for `n = 1..=14`: the `f64` Taylor coefficients of `e^r - 1`, of
+/// which `EXPM1_TAYLOR` takes the first 13 and `EXPM1_CUBIC` those from `1/3!`.
+const F64_RECIPROCAL_FACTORIALS: [f64; 14] = [
+    1.0,
+    1.0 / 2.0,
+    1.0 / 6.0,
+    1.0 / 24.0,
+    1.0 / 120.0,
+    1.0 / 720.0,
+    1.0 / 5040.0,
+    1.0 / 40320.0,
+    1.0 / 362_880.0,
+    1.0 / 3_628_800.0,
+    1.0 / 39_916_800.0,
+    1.0 / 479_001_600.0,
+    1.0 / 6_227_020_800.0,
+    1.0 / 87_178_291_200.0,
+];
+
 impl internal::Internals for f64 {
-    const EXPM1_TAYLOR: &'static [Self] = &[
-        1.0,
-        1.0 / 2.0,
-        1.0 / 6.0,
-        1.0 / 24.0,
-        1.0 / 120.0,
-        1.0 / 720.0,
-        1.0 / 5040.0,
-        1.0 / 40320.0,
-        1.0 / 362_880.0,
-        1.0 / 3_628_800.0,
-        1.0 / 39_916_800.0,
-        1.0 / 479_001_600.0,
-        1.0 / 6_227_020_800.0,
-    ];
-    const EXPM1_CUBIC: &'static [Self] = &[
-        1.0 / 6.0,
-        1.0 / 24.0,
-        1.0 / 120.0,
-        1.0 / 720.0,
-        1.0 / 5040.0,
-        1.0 / 40320.0,
-        1.0 / 362_880.0,
-        1.0 / 3_628_800.0,
-        1.0 / 39_916_800.0,
-        1.0 / 479_001_600.0,
-        1.0 / 6_227_020_800.0,
-        1.0 / 87_178_291_200.0,
-    ];
+    const EXPM1_TAYLOR: &'static [Self] = F64_RECIPROCAL_FACTORIALS.split_at(13).0;
+    const EXPM1_CUBIC: &'static [Self] = F64_RECIPROCAL_FACTORIALS.split_at(2).1;
     const EXP_CUBIC_SIGMOID: &'static [Self] = Self::EXPM1_CUBIC;
     const LOG2_E: Self = std::f64::consts::LOG2_E;
     // fdlibm's split (0x3fe62e42fee00000): 32 significant bits, exact k·LN2_HI for |k| < 2^20.
