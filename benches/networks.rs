@@ -4,11 +4,19 @@
 //! in samples per second; `benches/peers/training_step.py` times the same
 //! networks in JAX, PyTorch and numpy.
 //!
-//! `taskset -c 0 cargo bench --bench networks -- --noplot` (one core)
+//! The `dense_products` group times `Dense`'s three products on their own
+//! (forward with bias, input gradient, weight and bias gradients) at batch 1,
+//! 32 and 256 and square widths 64 to 4096, against ndarray's
+//! `general_mat_mul` (the `matrixmultiply` crate) on the same shapes;
+//! throughput is in multiply-adds plus adds, i.e. "Gelem/s" reads GFLOP/s.
+//!
+//! `taskset -c 0 cargo bench --bench networks -- --noplot` (one core); with
+//! `--no-default-features` the products stop at gemm's AVX2 kernels.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ndlayers::ndarray::linalg::general_mat_mul;
 use ndlayers::ndarray::{Array1, Array2};
 use ndlayers::prelude::*;
 use ndlayers::rand::SeedableRng;
@@ -47,9 +55,72 @@ fn training_step(c: &mut Criterion) {
     group.finish();
 }
 
+/// Batches and square widths of the product benchmark.
+const PRODUCT_BATCHES: [usize; 3] = [1, 32, 256];
+const PRODUCT_WIDTHS: [usize; 4] = [64, 512, 1024, 4096];
+
+fn dense_products(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dense_products");
+    // 60 cases: fewer, shorter samples than criterion's default keep the
+    // group to a few minutes.
+    group.sample_size(30);
+    group.warm_up_time(std::time::Duration::from_millis(500));
+    group.measurement_time(std::time::Duration::from_secs(2));
+    for width in PRODUCT_WIDTHS {
+        for batch in PRODUCT_BATCHES {
+            let mut rng = StdRng::seed_from_u64(1);
+            let mut dense =
+                Dense::<f32>::new(width, width, Init::HeUniform, &mut rng).expect("layer");
+            let x = Array2::from_shape_fn((batch, width), |(i, j)| {
+                ((i * 7 + j * 3) % 17) as f32 / 16.0
+            });
+            let g = x.mapv(|v| v - 0.5);
+            let flops = 2 * (batch * width * width) as u64;
+            group.throughput(Throughput::Elements(flops));
+            let shape = format!("{batch}x{width}x{width}");
+            group.bench_function(format!("forward/{shape}"), |b| {
+                b.iter(|| {
+                    black_box(dense.forward_view(black_box(x.view())).expect("forward")[[0, 0]])
+                })
+            });
+            group.bench_function(format!("matrixmultiply_forward/{shape}"), |b| {
+                let w = dense.weight().to_owned();
+                let mut y = Array2::zeros((batch, width));
+                b.iter(|| {
+                    general_mat_mul(1.0, &black_box(x.view()), &w, 0.0, &mut y);
+                    black_box(y[[0, 0]])
+                })
+            });
+            dense.forward_view(x.view()).expect("forward");
+            group.bench_function(format!("parameter_gradients/{shape}"), |b| {
+                b.iter(|| {
+                    dense
+                        .backward_parameters(black_box(g.view()))
+                        .expect("backward")
+                })
+            });
+            group.bench_function(format!("matrixmultiply_parameter_gradients/{shape}"), |b| {
+                let mut dw = Array2::zeros((width, width));
+                b.iter(|| {
+                    general_mat_mul(1.0, &black_box(x.t()), &g, 0.0, &mut dw);
+                    black_box(dw[[0, 0]])
+                })
+            });
+            // Both backward products: parameter gradients and dL/dx.
+            group.throughput(Throughput::Elements(2 * flops));
+            group.bench_function(format!("backward/{shape}"), |b| {
+                b.iter(|| {
+                    black_box(dense.backward_view(black_box(g.view())).expect("backward")[[0, 0]])
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().without_plots();
-    targets = training_step
+    targets = training_step, dense_products
 }
 criterion_main!(benches);

@@ -64,6 +64,66 @@ fn dense_computes_x_w_plus_b() {
     assert_eq!(layer.grad_bias(), array![1.0, 3.0]); // batch sum
 }
 
+/// Every product of `Dense` against ndarray's `dot`, on batches either side of
+/// the output count (where `backward_view` changes how it computes dL/dx) and
+/// of the 32-element transposition tiles, on four layouts of the input and
+/// the gradient. Small integers, so both sides are exact and must agree bit
+/// for bit.
+#[test]
+fn dense_products_are_exact_for_every_batch_and_layout() {
+    use ndlayers::ndarray::s;
+    let (inputs, outputs) = (37, 40);
+    let weight = Array2::from_shape_fn((inputs, outputs), |(i, j)| {
+        ((i * 5 + j * 3) % 9) as f64 - 4.0
+    });
+    let bias = Array1::from_shape_fn(outputs, |j| (j % 3) as f64);
+    let mut layer = Dense::from_parameters(weight.clone(), bias.clone()).unwrap();
+    for batch in [1, 2, 31, 33, 39, 40, 41, 70] {
+        let x = Array2::from_shape_fn((batch, inputs), |(i, j)| ((i * 7 + j) % 5) as f64 - 2.0);
+        let g = Array2::from_shape_fn((batch, outputs), |(i, j)| ((i + j * 11) % 7) as f64 - 3.0);
+        let column_major = |a: &Array2<f64>| a.t().as_standard_layout().reversed_axes().to_owned();
+        let stepped = |a: &Array2<f64>| {
+            let mut wide = Array2::zeros((a.nrows(), 2 * a.ncols()));
+            wide.slice_mut(s![.., ..;2]).assign(a);
+            wide
+        };
+        let (x_f, g_f) = (column_major(&x), column_major(&g));
+        let (x_wide, g_wide) = (stepped(&x), stepped(&g));
+        let (x_rev, g_rev) = (
+            x.slice(s![..;-1, ..]).to_owned(),
+            g.slice(s![..;-1, ..]).to_owned(),
+        );
+        let layouts = [
+            ("row-major", x.view(), g.view()),
+            ("column-major", x_f.view(), g_f.view()),
+            (
+                "stepped",
+                x_wide.slice(s![.., ..;2]),
+                g_wide.slice(s![.., ..;2]),
+            ),
+            (
+                "reversed",
+                x_rev.slice(s![..;-1, ..]),
+                g_rev.slice(s![..;-1, ..]),
+            ),
+        ];
+        for (layout, x_view, g_view) in layouts {
+            let context = format!("batch {batch}, {layout}");
+            let y = layer.forward_view(x_view).unwrap().to_owned();
+            assert_eq!(y, x.dot(&weight) + &bias, "forward, {context}");
+            let dx = layer.backward_view(g_view).unwrap();
+            assert_eq!(dx, g.dot(&weight.t()), "dL/dx, {context}");
+            assert!(dx.is_standard_layout(), "dL/dx is row-major, {context}");
+            assert_eq!(layer.grad_weight(), x.t().dot(&g), "dL/dW, {context}");
+            assert_eq!(
+                layer.grad_bias(),
+                g.sum_axis(ndlayers::ndarray::Axis(0)),
+                "dL/db, {context}"
+            );
+        }
+    }
+}
+
 #[test]
 fn dense_errors_name_the_shapes() {
     let mut layer = dense(64, 10, Init::HeNormal, 0);
