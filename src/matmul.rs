@@ -19,7 +19,7 @@ use crate::real::Real;
 /// threads with the `rayon` feature; smaller ones cost more to split than
 /// to compute (the elementwise kernels' threshold idea, for products).
 #[cfg(feature = "rayon")]
-const PARALLEL_MIN_WORK: usize = 1 << 22;
+const PARALLEL_MIN_WORK: usize = 1 << 20;
 
 /// `c = a b` (`accumulate = false`) or `c += a b` (`accumulate = true`), for
 /// `a` of shape `(m, k)`, `b` of `(k, n)` and `c` of `(m, n)`, any layouts.

@@ -28,6 +28,7 @@ use std::marker::PhantomData;
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn, ShapeBuilder};
 
 use crate::buffer::is_fortran;
+use crate::kernels::chunked;
 use crate::layer::LayerError;
 use crate::real::Real;
 
@@ -177,6 +178,33 @@ fn for_each_parameter<F>(
     result
 }
 
+/// `w = f(w, x)` for every element `w` of `value` and the matching `x` of
+/// `input` (same shape). Arrays sharing one contiguous memory order (as
+/// `Dense`'s parameters, their gradients and the state buffers do) are
+/// updated as slices, split across threads with the `rayon` feature; the
+/// others through `Zip`. The same operations either way, so the same bits.
+fn update_with<F: Real>(
+    value: &mut ArrayViewMutD<'_, F>,
+    input: &ArrayViewD<'_, F>,
+    f: impl Fn(F, F) -> F + Sync,
+) {
+    if value.strides() == input.strides()
+        && let (Some(w), Some(x)) = (
+            value.as_slice_memory_order_mut(),
+            input.as_slice_memory_order(),
+        )
+    {
+        // Equal strides: the same memory offset is the same element in both.
+        chunked([x], w, 1, |[x], w| {
+            for (w, &x) in w.iter_mut().zip(x) {
+                *w = f(*w, x);
+            }
+        });
+        return;
+    }
+    value.zip_mut_with(input, |w, &x| *w = f(*w, x));
+}
+
 /// The state buffer of parameter `index`, zeros of `grad`'s shape and memory
 /// order the first time (so updates zip arrays of one layout).
 fn state_slot<'a, F: Real>(
@@ -322,11 +350,11 @@ impl<F: Real> Sgd<F> {
         self.steps += 1;
         for_each_parameter(SGD, layers, |index, mut value, grad| {
             if mu == F::zero() {
-                value.zip_mut_with(&grad, |w, &g| *w -= lr * g);
+                update_with(&mut value, &grad, |w, g| w - lr * g);
             } else {
                 let v = state_slot(velocity, index, &grad);
-                v.zip_mut_with(&grad, |v, &g| *v = mu * *v + g);
-                value.zip_mut_with(v, |w, &v| *w -= lr * v);
+                update_with(&mut v.view_mut(), &grad, |v, g| mu * v + g);
+                update_with(&mut value, &v.view(), |w, v| w - lr * v);
             }
         })
     }

@@ -286,3 +286,46 @@ fn names_follow_pytorch() {
         ]
     );
 }
+
+/// SGD on parameters large enough to be updated as slices split across
+/// threads (with `rayon`), row-major and column-major, against the update
+/// written out with ndarray (the same operations, so the same bits): plain,
+/// then with momentum over two steps.
+#[test]
+fn sgd_updates_large_parameters_of_either_layout_exactly() {
+    let (inputs, outputs, batch) = (300, 220, 3);
+    let x = Array2::from_shape_fn((batch, inputs), |(i, j)| ((i * 13 + j) % 7) as f64 * 0.25);
+    let g = Array2::from_shape_fn((batch, outputs), |(i, j)| ((i + j * 5) % 11) as f64 - 5.0);
+    let weight = Array2::from_shape_fn((inputs, outputs), |(i, j)| {
+        ((i * 3 + j * 7) % 19) as f64 * 0.1
+    });
+    for momentum in [0.0, 0.9] {
+        for column_major in [false, true] {
+            let w0 = if column_major {
+                weight.t().as_standard_layout().reversed_axes().to_owned()
+            } else {
+                weight.clone()
+            };
+            let mut layer = Dense::from_parameters(w0, Array1::zeros(outputs)).unwrap();
+            let mut sgd = Sgd::new(0.01).unwrap().with_momentum(momentum).unwrap();
+            let (mut want, mut velocity) = (weight.clone(), Array2::<f64>::zeros(weight.dim()));
+            for _ in 0..2 {
+                layer.forward_view(x.view()).unwrap();
+                layer.backward_parameters(g.view()).unwrap();
+                let grad = layer.grad_weight().to_owned();
+                sgd.step(&mut [&mut layer]).unwrap();
+                if momentum == 0.0 {
+                    want.zip_mut_with(&grad, |w, &g| *w -= 0.01 * g);
+                } else {
+                    velocity.zip_mut_with(&grad, |v, &g| *v = momentum * *v + g);
+                    want.zip_mut_with(&velocity, |w, &v| *w -= 0.01 * v);
+                }
+                assert_eq!(
+                    layer.weight(),
+                    want,
+                    "momentum {momentum}, column-major {column_major}"
+                );
+            }
+        }
+    }
+}
