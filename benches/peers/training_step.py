@@ -6,6 +6,10 @@ Set up once, outside the repository (never needed by cargo test):
     python3 -m venv /tmp/peers && /tmp/peers/bin/pip install torch jax numpy
 Run on one core, in the same session as the Rust bench:
     taskset -c 0 /tmp/peers/bin/python benches/peers/training_step.py
+Held to AVX2 on a CPU with AVX-512, both sides:
+    NDLAYERS_SIMD=avx2 taskset -c 0 cargo bench --no-default-features --bench networks -- train_step
+    XLA_FLAGS=--xla_cpu_max_isa=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        OPENBLAS_CORETYPE=Haswell taskset -c 0 /tmp/peers/bin/python benches/peers/training_step.py
 """
 
 import os
