@@ -424,7 +424,9 @@ impl<F: Real> Layer<F, Ix2> for Dense<F> {
         // dL/dx, batch·inputs elements: the cheaper route whenever the batch
         // is smaller than the outputs. Zen 4 (AVX-512), both backward
         // products, batch 32, 1024x1024 weight: 31 -> 93 GFLOP/s.
-        let dx = if batch < self.outputs() {
+        let outputs = self.outputs();
+        let dx = reuse(&mut self.grad_input, dim, false);
+        if batch < outputs {
             let columns = reuse(&mut self.grad_input_columns, dim, true);
             product_into(
                 &grad_output,
@@ -432,14 +434,10 @@ impl<F: Real> Layer<F, Ix2> for Dense<F> {
                 &mut columns.view_mut(),
                 false,
             );
-            let dx = reuse(&mut self.grad_input, dim, false);
             assign_in_tiles(dx, columns);
-            dx
         } else {
-            let dx = reuse(&mut self.grad_input, dim, false);
             product_into(&grad_output, &self.weight.t(), &mut dx.view_mut(), false);
-            dx
-        };
+        }
         Ok(dx.view())
     }
 
@@ -459,6 +457,7 @@ impl<F: Real> Layer<F, Ix2> for Dense<F> {
 /// `dst.assign(src)` a square tile at a time, for `src` and `dst` in opposite
 /// memory orders: both stay in cache within a tile.
 fn assign_in_tiles<F: Real>(dst: &mut Array2<F>, src: &Array2<F>) {
+    // Two 32x32 tiles of f64 are 16 KiB: in L1 on every x86 and Arm core.
     const TILE: usize = 32;
     let (rows, cols) = dst.dim();
     for i in (0..rows).step_by(TILE) {
