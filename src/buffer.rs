@@ -1,7 +1,9 @@
 //! Arrays a layer keeps between calls, so that a training loop whose shapes
 //! do not change allocates nothing after its first step.
 
-use ndarray::{Array, ArrayView, Dimension, ShapeBuilder};
+use std::mem::MaybeUninit;
+
+use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, ShapeBuilder};
 use num_traits::Zero;
 
 use crate::layer::LayerError;
@@ -146,6 +148,37 @@ pub(crate) fn advised<F, D: Dimension>(mut a: Array<F, D>) -> Array<F, D> {
 /// [`fresh`] with `like`'s shape and memory order (row-major for non-contiguous `like`).
 pub(crate) fn fresh_like<F: Real, D: Dimension>(like: &ArrayView<'_, F, D>) -> Array<F, D> {
     fresh(like.raw_dim(), is_fortran(like))
+}
+
+/// A new array of shape `dim` (column-major if `fortran`) whose elements
+/// `fill` writes, with no clearing first: a fresh owned result costs one
+/// write of its memory, not two (a recycled heap block would be zeroed by
+/// [`fresh`] and then overwritten). Large arrays are advised to huge pages,
+/// as in [`fresh`], before `fill` touches them.
+///
+/// # Safety
+/// `fill` must write every element of the view it is given.
+pub(crate) unsafe fn filled<F: Real, D: Dimension>(
+    dim: D,
+    fortran: bool,
+    fill: impl FnOnce(ArrayViewMut<'_, MaybeUninit<F>, D>),
+) -> Array<F, D> {
+    let mut a = advised(Array::uninit(dim.set_f(fortran)));
+    fill(a.view_mut());
+    // SAFETY: the caller guarantees that `fill` wrote every element.
+    unsafe { a.assume_init() }
+}
+
+/// [`filled`] with `like`'s shape and memory order (row-major for non-contiguous `like`).
+///
+/// # Safety
+/// As [`filled`]: `fill` must write every element.
+pub(crate) unsafe fn filled_like<F: Real, D: Dimension>(
+    like: &ArrayView<'_, F, D>,
+    fill: impl FnOnce(ArrayViewMut<'_, MaybeUninit<F>, D>),
+) -> Array<F, D> {
+    // SAFETY: passed on to our caller.
+    unsafe { filled(like.raw_dim(), is_fortran(like), fill) }
 }
 
 /// An owned copy of `view`, in its memory order (row-major if it has none).

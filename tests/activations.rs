@@ -490,3 +490,157 @@ fn kernels_compute_the_flavour_of<F: Real>() {
         );
     }
 }
+
+/// `x` with a NaN at `nan_at` (if any), every special value, and both signs.
+fn relu_inputs<F: Real>(len: usize, nan_at: Option<usize>) -> Vec<F> {
+    let specials = [0.0, -0.0, 1e-300, -1e-300, f64::INFINITY, f64::NEG_INFINITY];
+    let mut x: Vec<F> = (0..len)
+        .map(|i| match i % 9 {
+            k @ 0..6 => F::from(specials[k]).unwrap(),
+            k => F::from((i as f64 * 0.37).sin() * 3.0 * (k as f64 - 7.0)).unwrap(),
+        })
+        .collect();
+    if let Some(i) = nan_at {
+        x[i] = F::nan();
+    }
+    x
+}
+
+/// ReLU's backward by definition: `g · 1` where `x > 0`, `g · 0` where
+/// `x ≤ 0`, NaN where `x` is NaN (the multiplication is the layer's too, so
+/// `g = ±∞` at `x ≤ 0` gives NaN on both sides).
+fn relu_reference<F: Real>(x: F, g: F) -> (F, F) {
+    if x.is_nan() {
+        (x, F::nan())
+    } else if x > F::zero() {
+        (x, g)
+    } else {
+        (F::zero(), g * F::zero())
+    }
+}
+
+/// The one-bit cache (contiguous input without NaN) and the value cache
+/// (strided input, or a NaN anywhere) give ReLU's reference bits on every
+/// route: mask words cut at 64 elements, in both memory orders, with `out`
+/// and `g` in any layout.
+fn relu_routes_match_the_definition<F: Real>() {
+    for (len, nan_at) in [
+        (0, None),
+        (1, None),
+        (63, None),
+        (64, None),
+        (65, None),
+        (65, Some(64)),
+        (1000, None),
+        (1000, Some(777)),
+    ] {
+        let x = Array::from(relu_inputs::<F>(len, nan_at));
+        let g: Array<F, Ix1> = Array::from_shape_fn(len, |i| {
+            if i % 13 == 5 {
+                F::infinity()
+            } else {
+                F::from(i as f64 * 0.25 - 3.0).unwrap()
+            }
+        });
+        let (want_y, want_dx): (Vec<F>, Vec<F>) = x
+            .iter()
+            .zip(&g)
+            .map(|(&x, &g)| relu_reference(x, g))
+            .unzip();
+        let (want_y, want_dx) = (Array::from(want_y), Array::from(want_dx));
+        let what = |route: &str| format!("{route}, {len} elements, NaN at {nan_at:?}");
+
+        let mut relu = Relu::<F, Ix1>::new();
+        assert_same(&relu.forward(x.view()).unwrap(), &want_y, &what("forward"));
+        assert_same(
+            &relu.backward(g.view()).unwrap(),
+            &want_dx,
+            &what("backward"),
+        );
+        let reversed_g = g.slice(s![..;-1]).to_owned();
+        let mut out = Array::from_elem(len, F::from(9.0).unwrap());
+        relu.backward_into(reversed_g.slice(s![..;-1]), out.slice_mut(s![..;-1]))
+            .unwrap();
+        assert_same(
+            &out.slice(s![..;-1]).to_owned(),
+            &want_dx,
+            &what("backward_into, reversed g and out"),
+        );
+        let y = relu.forward_view(x.view()).unwrap().to_owned();
+        assert_same(&y, &want_y, &what("forward_view"));
+        let dx = relu.backward_view(g.view()).unwrap().to_owned();
+        assert_same(&dx, &want_dx, &what("backward_view"));
+
+        // 2-D, both memory orders; g transposed against x (a different layout
+        // from the bits' order).
+        let rows = if len % 8 == 0 { 8 } else { 1 };
+        let shape = (rows, len / rows);
+        let x2 = x.to_shape(shape).unwrap().to_owned();
+        let g2 = g.to_shape(shape).unwrap().to_owned();
+        let (want_y2, want_dx2) = (
+            want_y.to_shape(shape).unwrap().to_owned(),
+            want_dx.to_shape(shape).unwrap().to_owned(),
+        );
+        let mut x_fortran = Array2::zeros(shape.f());
+        x_fortran.assign(&x2);
+        let g_transposed = g2.t().as_standard_layout().into_owned();
+        for (order, x2) in [("row-major", x2.view()), ("column-major", x_fortran.view())] {
+            let mut relu = Relu::<F, Ix2>::new();
+            assert_same(&relu.forward(x2).unwrap(), &want_y2, &what(order));
+            assert_same(&relu.backward(g2.view()).unwrap(), &want_dx2, &what(order));
+            assert_same(
+                &relu.backward(g_transposed.t()).unwrap(),
+                &want_dx2,
+                &what(&format!("{order}, g transposed")),
+            );
+        }
+    }
+}
+
+#[test]
+fn relu_bit_cache_and_value_cache_give_the_reference_bits() {
+    relu_routes_match_the_definition::<f32>();
+    relu_routes_match_the_definition::<f64>();
+}
+
+#[test]
+fn relu_backward_follows_the_latest_forward_whichever_cache_it_used() {
+    let mut relu = Relu::<f64, Ix2>::new();
+    let contiguous = array![[1.0, -1.0, 2.0], [-2.0, 3.0, -3.0]];
+    let wide = array![[-1.0, 9.0, 1.0, 9.0], [1.0, 9.0, -1.0, 9.0]];
+    let strided = wide.slice(s![.., ..;2]); // (2, 2), not contiguous: values cached
+    let g3 = Array2::from_elem((2, 3), 5.0);
+    let g2 = Array2::from_elem((2, 2), 5.0);
+    let bits = array![[5.0, 0.0, 5.0], [0.0, 5.0, 0.0]];
+    let values = array![[0.0, 5.0], [5.0, 0.0]];
+
+    relu.forward(contiguous.view()).unwrap(); // bits
+    assert_eq!(relu.backward(g3.view()).unwrap(), bits);
+    relu.forward_view(strided).unwrap(); // values, another shape
+    assert_eq!(relu.backward(g2.view()).unwrap(), values);
+    let err = relu.backward(g3.view()).unwrap_err().to_string();
+    assert!(err.contains("[2, 2]") && err.contains("[2, 3]"), "{err}");
+    relu.forward(contiguous.view()).unwrap(); // bits again
+    assert_eq!(relu.backward_view(g3.view()).unwrap(), bits);
+    let err = relu.backward(g2.view()).unwrap_err().to_string();
+    assert!(err.contains("[2, 3]") && err.contains("[2, 2]"), "{err}");
+    let mut wrong_out = Array2::zeros((3, 2));
+    let err = relu
+        .backward_into(g3.view(), wrong_out.view_mut())
+        .unwrap_err();
+    assert!(err.to_string().contains("out"), "{err}");
+    // In place caches values; the bits of the forward before must not be read.
+    let mut x = array![[-1.0, 1.0, -1.0], [1.0, -1.0, 1.0]];
+    relu.forward_in_place(x.view_mut());
+    assert_eq!(
+        relu.backward(g3.view()).unwrap(),
+        array![[0.0, 5.0, 0.0], [5.0, 0.0, 5.0]]
+    );
+    // A NaN forward caches values; the next forward without one uses bits.
+    relu.forward(array![[f64::NAN, 1.0, -1.0], [1.0, 1.0, 1.0]].view())
+        .unwrap();
+    let dx = relu.backward(g3.view()).unwrap();
+    assert!(dx[[0, 0]].is_nan() && dx[[0, 1]] == 5.0 && dx[[0, 2]] == 0.0);
+    relu.forward(contiguous.view()).unwrap();
+    assert_eq!(relu.backward(g3.view()).unwrap(), bits);
+}

@@ -1,7 +1,9 @@
 //! `NDLAYERS_SIMD` holds the kernels to a lower SIMD level: this test runs
 //! its own binary once per level (the level is read once per process) and
 //! checks that each child ran at the level asked for and computed sigmoid,
-//! tanh, GELU and softmax within the documented bounds of the exact values.
+//! tanh, GELU and softmax within the documented bounds of the exact values,
+//! and ReLU's gradient (through its one-bit cache, whose packing is written
+//! per target) exactly.
 
 use std::process::Command;
 
@@ -24,6 +26,7 @@ fn print_kernels() {
         Tanh::new().infer(x.view()).unwrap(),
         Gelu::new().infer(x.view()).unwrap(),
         Softmax::new().infer(x.view()).unwrap(),
+        relu_gradient(&x),
     ];
     println!("level {:?}", ndlayers::simd_level());
     for output in outputs {
@@ -35,7 +38,15 @@ fn print_kernels() {
     }
 }
 
-/// `(level line, four arrays of results)` printed by a child at `level`.
+/// ReLU's `dL/dx` for `x` and `g = 1 + index`: `g` where `x > 0`, else 0.
+fn relu_gradient(x: &Array2<f32>) -> Array2<f32> {
+    let mut relu = Relu::new();
+    relu.forward(x.view()).unwrap();
+    let g = Array2::from_shape_fn(x.dim(), |(i, j)| (i * 64 + j + 1) as f32);
+    relu.backward(g.view()).unwrap()
+}
+
+/// `(level line, five arrays of results)` printed by a child at `level`.
 fn run_at(level: &str) -> (String, Vec<Vec<f32>>) {
     let output = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -80,7 +91,11 @@ fn levels_compute_within_bounds() {
     for (level, expected) in [("best", "Best"), ("avx2", "Avx2"), ("baseline", "Baseline")] {
         let (line, arrays) = run_at(level);
         assert_eq!(line, format!("level {expected}"), "NDLAYERS_SIMD={level}");
-        assert_eq!(arrays.len(), 4);
+        assert_eq!(arrays.len(), 5);
+        for (i, (&v, &dx)) in x.iter().zip(&arrays[4]).enumerate() {
+            let want = if v > 0.0 { (i + 1) as f32 } else { 0.0 };
+            assert_eq!(dx, want, "{level}: ReLU gradient at x = {v}");
+        }
         for ((&v, &s), &t) in x.iter().zip(&arrays[0]).zip(&arrays[1]) {
             let v = v as f64;
             assert!(

@@ -50,8 +50,8 @@ pub use family::*;
 
 use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, Ix2};
 
-use crate::buffer::{cached_for, fresh_like, owned_copy, reuse_like};
-use crate::kernels;
+use crate::buffer::{cached_for, filled, filled_like, owned_copy, reuse, reuse_like};
+use crate::kernels::{self, Steps};
 pub use crate::kernels::{DerivativeFrom, ElementwiseFn};
 use crate::layer::{Layer, LayerError};
 use crate::math::{self, MulAdd, Reduced};
@@ -133,6 +133,18 @@ impl<F: Real> ElementwiseFn<F> for ReluFn {
         // y > 0 iff x > 0. Otherwise y is 0 (derivative 0, also at x = 0) or NaN (NaN).
         if y > F::zero() { F::ONE } else { y }
     }
+
+    const STEP: bool = true;
+
+    #[inline(always)]
+    fn step(&self, x: F) -> bool {
+        x > F::zero()
+    }
+
+    #[inline(always)]
+    fn step_derivative(&self, high: bool) -> F {
+        if high { F::ONE } else { F::zero() }
+    }
 }
 
 /// An elementwise activation layer over arrays of any dimension.
@@ -160,6 +172,9 @@ pub struct Elementwise<A, F, D: Dimension = Ix2> {
     output: Option<Array<F, D>>,
     /// The buffer behind [`Elementwise::backward_view`].
     grad: Option<Array<F, D>>,
+    /// For step derivatives (ReLU): one bit an element, which backward
+    /// reads instead of `cache` whenever the last forward recorded it.
+    steps: Steps<D>,
 }
 
 /// Logistic sigmoid layer, elementwise over arrays of any dimension.
@@ -272,6 +287,7 @@ impl<A, F, D: Dimension> Elementwise<A, F, D> {
             cache: None,
             output: None,
             grad: None,
+            steps: Steps::default(),
         }
     }
 
@@ -288,6 +304,12 @@ impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Elementwise<A, F, D> {
         grad_output: ArrayView<'_, F, D>,
         out: ArrayViewMut<'_, F, D>,
     ) -> Result<(), LayerError> {
+        if self.steps.current() {
+            self.steps.layout(A::NAME, &grad_output)?;
+            LayerError::check_shape(A::NAME, "out", grad_output.shape(), out.shape())?;
+            self.steps.backward(&self.act, grad_output, out);
+            return Ok(());
+        }
         let cache = cached_for(&self.cache, A::NAME, &grad_output)?;
         LayerError::check_shape(A::NAME, "out", cache.shape(), out.shape())?;
         kernels::map_backward(&self.act, cache.view(), grad_output, out);
@@ -312,6 +334,7 @@ impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Elementwise<A, F, D> {
     /// Replaces each element of `x` by `f(x)` and caches what `backward`
     /// needs (a copy of `y` or of `x`): training in place, with no output buffer.
     pub fn forward_in_place(&mut self, mut x: ArrayViewMut<'_, F, D>) {
+        self.steps.forget();
         let cache = reuse_like(&mut self.cache, &x.view());
         match A::DERIVATIVE_FROM {
             DerivativeFrom::Output => {
@@ -334,6 +357,14 @@ impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Layer<F, D> for Elementwise<A, 
         &mut self,
         input: ArrayView<'_, F, D>,
     ) -> Result<ArrayView<'_, F, D>, LayerError> {
+        if A::STEP && Steps::fit(&input) {
+            let y = reuse_like(&mut self.output, &input);
+            if !self.steps.forward(&self.act, input.view(), y.view_mut()) {
+                reuse_like(&mut self.cache, &input).assign(y);
+            }
+            return Ok(y.view());
+        }
+        self.steps.forget();
         let y = match A::DERIVATIVE_FROM {
             DerivativeFrom::Output => reuse_like(&mut self.cache, &input),
             DerivativeFrom::Input => {
@@ -349,6 +380,12 @@ impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Layer<F, D> for Elementwise<A, 
         &mut self,
         grad_output: ArrayView<'_, F, D>,
     ) -> Result<ArrayView<'_, F, D>, LayerError> {
+        if self.steps.current() {
+            let (dim, fortran) = self.steps.layout(A::NAME, &grad_output)?;
+            let out = reuse(&mut self.grad, dim, fortran);
+            self.steps.backward(&self.act, grad_output, out.view_mut());
+            return Ok(out.view());
+        }
         let cache = cached_for(&self.cache, A::NAME, &grad_output)?;
         let out = reuse_like(&mut self.grad, &cache.view());
         kernels::map_backward(&self.act, cache.view(), grad_output, out.view_mut());
@@ -356,22 +393,49 @@ impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Layer<F, D> for Elementwise<A, 
     }
 
     fn infer(&self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
-        let mut y = fresh_like(&input);
-        kernels::map_unary(&self.act, input, y.view_mut());
-        Ok(y)
+        // SAFETY: map_unary writes every element of its output.
+        Ok(unsafe { filled_like(&input, |y| kernels::map_unary(&self.act, input.view(), y)) })
     }
 
-    /// Large outputs are copied into huge pages (see `buffer::owned_copy`).
+    /// Step activations (ReLU) on contiguous input write the result directly
+    /// and cache one bit an element; the others copy their cache out (large
+    /// outputs into huge pages, see `buffer::owned_copy`).
     fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+        if A::STEP && Steps::fit(&input) {
+            let mut bits_usable = true;
+            // SAFETY: Steps::forward writes every element of its output.
+            let y = unsafe {
+                filled_like(&input, |y| {
+                    bits_usable = self.steps.forward(&self.act, input.view(), y);
+                })
+            };
+            if !bits_usable {
+                reuse_like(&mut self.cache, &input).assign(&y);
+            }
+            return Ok(y);
+        }
         Ok(owned_copy(self.forward_view(input)?))
     }
 
-    /// Writes into a fresh array rather than copying the layer's buffer.
+    /// Writes into a fresh array, never cleared first, rather than copying
+    /// the layer's buffer.
     fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+        if self.steps.current() {
+            let (dim, fortran) = self.steps.layout(A::NAME, &grad_output)?;
+            // SAFETY: Steps::backward writes every element of its output.
+            return Ok(unsafe {
+                filled(dim, fortran, |out| {
+                    self.steps.backward(&self.act, grad_output, out)
+                })
+            });
+        }
         let cache = cached_for(&self.cache, A::NAME, &grad_output)?;
-        let mut out = fresh_like(&cache.view());
-        kernels::map_backward(&self.act, cache.view(), grad_output, out.view_mut());
-        Ok(out)
+        // SAFETY: map_backward writes every element of its output.
+        Ok(unsafe {
+            filled_like(&cache.view(), |out| {
+                kernels::map_backward(&self.act, cache.view(), grad_output, out)
+            })
+        })
     }
 }
 

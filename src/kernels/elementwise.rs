@@ -6,8 +6,8 @@ use std::fmt::Debug;
 use multiversion::multiversion;
 use ndarray::{ArrayView, ArrayViewMut, Axis, Dimension, Zip};
 
-use super::chunked;
 use super::staging::staged;
+use super::{Slot, chunked};
 use crate::math::{MulAdd, Reduced};
 use crate::real::Real;
 
@@ -75,35 +75,64 @@ pub trait ElementwiseFn<F: Real>: Clone + Debug + Send + Sync {
     fn finish_with<M: MulAdd>(&self, x: F, _reduced: Reduced<F>) -> F {
         self.value_with::<M>(x)
     }
+
+    /// Whether `f'` is a step decided by [`Self::step`]`(x)` alone, except
+    /// that it is NaN at a NaN `x` (ReLU: 1 where `x > 0`, else 0). The layer
+    /// then caches one bit an element rather than an array, wherever the
+    /// input is contiguous and holds no NaN. The default is `false`.
+    #[doc(hidden)]
+    const STEP: bool = false;
+
+    /// For a [`Self::STEP`] activation: which side of the step `x` is on.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn step(&self, _x: F) -> bool {
+        false
+    }
+
+    /// For a [`Self::STEP`] activation: `f'` on the side where
+    /// [`Self::step`] is `high`; equal to [`Self::derivative`] of the value
+    /// cached there, so that both caches give the same bits.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn step_derivative(&self, _high: bool) -> F {
+        F::zero()
+    }
 }
 
 simd! {
-    fn forward_slice<F: Real, A: ElementwiseFn<F>>(act: &A, x: &[F], y: &mut [F]) {
+    fn forward_slice<F: Real, A: ElementwiseFn<F>, O: Slot<F>>(act: &A, x: &[F], y: &mut [O]) {
         mul_add_flavour!(M);
         if A::STAGED {
             staged(x, y, |x| act.reduce_with::<M>(x), |x, r| act.finish_with::<M>(x, r));
             return;
         }
         for (y, &x) in y.iter_mut().zip(x) {
-            *y = act.value_with::<M>(x);
+            y.set(act.value_with::<M>(x));
         }
     }
 }
 
 simd! {
-    fn backward_slice<F: Real, A: ElementwiseFn<F>>(act: &A, cached: &[F], g: &[F], out: &mut [F]) {
+    fn backward_slice<F: Real, A: ElementwiseFn<F>, O: Slot<F>>(
+        act: &A,
+        cached: &[F],
+        g: &[F],
+        out: &mut [O],
+    ) {
         mul_add_flavour!(M);
         for ((out, &c), &g) in out.iter_mut().zip(cached).zip(g) {
-            *out = g * act.derivative_with::<M>(c);
+            out.set(g * act.derivative_with::<M>(c));
         }
     }
 }
 
-/// `y = act(x)` elementwise; `x` and `y` must have the same shape.
-pub(crate) fn map_unary<F: Real, A: ElementwiseFn<F>, D: Dimension>(
+/// `y = act(x)` elementwise; `x` and `y` must have the same shape. Every
+/// element of `y` is written, so it may start uninitialised.
+pub(crate) fn map_unary<F: Real, A: ElementwiseFn<F>, D: Dimension, O: Slot<F>>(
     act: &A,
     x: ArrayView<'_, F, D>,
-    mut y: ArrayViewMut<'_, F, D>,
+    mut y: ArrayViewMut<'_, O, D>,
 ) {
     debug_assert_eq!(x.shape(), y.shape());
     if x.strides() == y.strides()
@@ -112,13 +141,16 @@ pub(crate) fn map_unary<F: Real, A: ElementwiseFn<F>, D: Dimension>(
         chunked([xs], ys, 1, |[xs], ys| forward_slice(act, xs, ys));
         return;
     }
-    if let Some(axis) = contiguous_rows(&[x.view(), y.view()]) {
+    if let Some(axis) = contiguous_rows(x.shape(), &[x.strides(), y.strides()]) {
         Zip::from(x.lanes(axis))
             .and(y.lanes_mut(axis))
             .for_each(|x, mut y| {
-                if let (Some(xs), Some(ys)) = (x.as_slice(), y.as_slice_mut()) {
-                    forward_slice(act, xs, ys);
-                }
+                // Unit stride along the lane: both are slices. (Never skip a
+                // lane: callers rely on every element of `y` being written.)
+                let (Some(xs), Some(ys)) = (x.as_slice(), y.as_slice_mut()) else {
+                    unreachable!("a unit-stride lane is a slice")
+                };
+                forward_slice(act, xs, ys);
             });
         return;
     }
@@ -179,19 +211,21 @@ const MIN_CONTIGUOUS_ROW: usize = 16;
 /// The last axis, if every array is contiguous along it (unit stride) and it
 /// is at least [`MIN_CONTIGUOUS_ROW`] long: a range of columns of a wider
 /// matrix (an LSTM's gate block, say), whose rows are slices though the whole is not.
-fn contiguous_rows<F, D: Dimension>(arrays: &[ArrayView<'_, F, D>]) -> Option<Axis> {
-    let last = arrays.first()?.ndim().checked_sub(1)?;
-    let long = arrays[0].len_of(Axis(last)) >= MIN_CONTIGUOUS_ROW;
-    let unit = arrays.iter().all(|a| a.strides()[last] == 1);
+/// Takes the arrays' common shape and each one's strides.
+fn contiguous_rows(shape: &[usize], strides: &[&[isize]]) -> Option<Axis> {
+    let last = shape.len().checked_sub(1)?;
+    let long = shape[last] >= MIN_CONTIGUOUS_ROW;
+    let unit = strides.iter().all(|s| s[last] == 1);
     (long && unit).then_some(Axis(last))
 }
 
 /// `out = g · act'(cached)` elementwise; all three must have the same shape.
-pub(crate) fn map_backward<F: Real, A: ElementwiseFn<F>, D: Dimension>(
+/// Every element of `out` is written, so it may start uninitialised.
+pub(crate) fn map_backward<F: Real, A: ElementwiseFn<F>, D: Dimension, O: Slot<F>>(
     act: &A,
     cached: ArrayView<'_, F, D>,
     g: ArrayView<'_, F, D>,
-    mut out: ArrayViewMut<'_, F, D>,
+    mut out: ArrayViewMut<'_, O, D>,
 ) {
     debug_assert_eq!(cached.shape(), g.shape());
     debug_assert_eq!(cached.shape(), out.shape());
@@ -208,16 +242,17 @@ pub(crate) fn map_backward<F: Real, A: ElementwiseFn<F>, D: Dimension>(
         });
         return;
     }
-    if let Some(axis) = contiguous_rows(&[cached.view(), g.view(), out.view()]) {
+    if let Some(axis) = contiguous_rows(g.shape(), &[cached.strides(), g.strides(), out.strides()])
+    {
         Zip::from(cached.lanes(axis))
             .and(g.lanes(axis))
             .and(out.lanes_mut(axis))
             .for_each(|c, g, mut o| {
-                if let (Some(cs), Some(gs), Some(os)) =
-                    (c.as_slice(), g.as_slice(), o.as_slice_mut())
-                {
-                    backward_slice(act, cs, gs, os);
-                }
+                let (Some(cs), Some(gs), Some(os)) = (c.as_slice(), g.as_slice(), o.as_slice_mut())
+                else {
+                    unreachable!("a unit-stride lane is a slice")
+                };
+                backward_slice(act, cs, gs, os);
             });
         return;
     }
@@ -236,9 +271,9 @@ const GATHER_BLOCK: usize = 256;
 /// runs the same dispatched code as contiguous data and gets bit-identical
 /// results at the same speed per element, rather than the math compiled for
 /// baseline x86-64, where each fused multiply-add is a libm call.
-fn gathered<'a, F: Real, D: Dimension, const N: usize>(
+fn gathered<'a, F: Real, D: Dimension, O: Slot<F> + 'a, const N: usize>(
     mut inputs: [ndarray::iter::Iter<'a, F, D>; N],
-    mut out: ndarray::iter::IterMut<'a, F, D>,
+    mut out: ndarray::iter::IterMut<'a, O, D>,
     f: impl Fn([&[F]; N], &mut [F]),
 ) {
     let mut blocks = [[F::zero(); GATHER_BLOCK]; N];
@@ -257,7 +292,7 @@ fn gathered<'a, F: Real, D: Dimension, const N: usize>(
             &mut results[..len],
         );
         for (&r, o) in results[..len].iter().zip(out.by_ref()) {
-            *o = r;
+            o.set(r);
         }
     }
 }

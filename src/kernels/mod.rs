@@ -17,6 +17,7 @@
 //! | `staging.rs` | two-loop evaluation of `exp`-based functions over L1 blocks |
 //! | `reduce.rs` | maxima, dot products and sums with independent accumulators |
 //! | `elementwise.rs` | [`ElementwiseFn`], and the forward and backward loops over any layout |
+//! | `steps.rs` | one bit an element for activations whose derivative is a step (ReLU) |
 //! | `short_rows.rs` | rows of fewer than [`SHORT_ROW`] elements as two overlapping vectors |
 //! | `softmax.rs` | row-wise softmax and softmin, forward and backward |
 //! | `log_softmax.rs` | row-wise log-softmax, forward and backward |
@@ -86,13 +87,16 @@ mod reduce;
 mod short_rows;
 mod softmax;
 mod staging;
+mod steps;
 
 pub use elementwise::{DerivativeFrom, ElementwiseFn};
 pub(crate) use elementwise::{map_backward, map_unary, map_unary_in_place};
 pub(crate) use log_softmax::{log_softmax_backward_rows, log_softmax_rows};
 pub(crate) use reduce::sum;
 pub(crate) use softmax::{softmax_backward_rows, softmax_rows};
+pub(crate) use steps::Steps;
 
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 use crate::real::Real;
@@ -129,6 +133,28 @@ pub fn simd_level() -> SimdLevel {
     })
 }
 
+/// An element a kernel writes: one that holds a value already (a layer's
+/// buffer, a caller's array), or uninitialised memory (a fresh owned result,
+/// which is then never cleared before being overwritten).
+pub(crate) trait Slot<F>: Send {
+    /// Stores `value`.
+    fn set(&mut self, value: F);
+}
+
+impl<F: Real> Slot<F> for F {
+    #[inline(always)]
+    fn set(&mut self, value: F) {
+        *self = value;
+    }
+}
+
+impl<F: Real> Slot<F> for MaybeUninit<F> {
+    #[inline(always)]
+    fn set(&mut self, value: F) {
+        self.write(value);
+    }
+}
+
 /// Independent accumulators in a reduction: two AVX2 registers of `f32`,
 /// enough to hide the latency of the adds.
 pub(crate) const LANES: usize = 16;
@@ -144,11 +170,11 @@ const PARALLEL_MIN: usize = 32 * 1024;
 /// With the `rayon` feature and at least [`PARALLEL_MIN`] elements, the pieces
 /// (one per thread, each at least `PARALLEL_MIN`) run in parallel; otherwise
 /// `f` sees the whole slices at once.
-pub(crate) fn chunked<F: Real, const N: usize>(
+pub(crate) fn chunked<F: Real, O: Send, const N: usize>(
     inputs: [&[F]; N],
-    out: &mut [F],
+    out: &mut [O],
     unit: usize,
-    f: impl Fn([&[F]; N], &mut [F]) + Sync,
+    f: impl Fn([&[F]; N], &mut [O]) + Sync,
 ) {
     #[cfg(feature = "rayon")]
     if out.len() >= PARALLEL_MIN && unit > 0 {

@@ -1,6 +1,7 @@
 //! Two-loop evaluation of the functions built on `exp`: the argument
 //! reductions of a block are stored, then finished (see [`staged`]).
 
+use super::Slot;
 use crate::math::{self, MulAdd, Reduced};
 use crate::real::Real;
 
@@ -33,9 +34,9 @@ pub(super) struct CacheAligned<T>(pub(super) T);
 /// 8 bytes off, every other vector store is split across two lines and the
 /// gain is gone (sigmoid 0.64 ns, at about half of all stack positions).
 #[inline(always)]
-pub(super) fn staged<F: Real>(
+pub(super) fn staged<F: Real, O: Slot<F>>(
     x: &[F],
-    y: &mut [F],
+    y: &mut [O],
     reduce: impl Fn(F) -> Reduced<F>,
     finish: impl Fn(F, Reduced<F>) -> F,
 ) {
@@ -50,10 +51,10 @@ pub(super) fn staged<F: Real>(
 
 /// [`staged`] with a second input: `y = finish(a, b, reduce(a, b))`.
 #[inline(always)]
-pub(super) fn staged_pairs<F: Real>(
+pub(super) fn staged_pairs<F: Real, O: Slot<F>>(
     a: &[F],
     b: &[F],
-    y: &mut [F],
+    y: &mut [O],
     reduce: impl Fn(F, F) -> Reduced<F>,
     finish: impl Fn(F, F, Reduced<F>) -> F,
 ) {
@@ -61,7 +62,7 @@ pub(super) fn staged_pairs<F: Real>(
         // Short slices (a row of a strided matrix or of a softmax) skip the
         // stage buffers, whose setup would cost more than staging saves.
         for (y, (&a, &b)) in y.iter_mut().zip(a.iter().zip(b)) {
-            *y = finish(a, b, reduce(a, b));
+            y.set(finish(a, b, reduce(a, b)));
         }
         return;
     }
@@ -77,7 +78,7 @@ pub(super) fn staged_pairs<F: Real>(
         let reductions = shifted.iter().zip(&*r);
         for ((y, (&a, &b)), (&shifted, &r)) in yb.iter_mut().zip(ab.iter().zip(bb)).zip(reductions)
         {
-            *y = finish(a, b, [shifted, r]);
+            y.set(finish(a, b, [shifted, r]));
         }
     }
 }
