@@ -35,6 +35,9 @@ fn bench<A: ElementwiseFn<f32>>(
             layer.forward_view(black_box(x.view())).unwrap();
         })
     });
+    group.bench_function("forward_owned", |b| {
+        b.iter(|| layer.forward(black_box(x.view())).unwrap())
+    });
     group.bench_function("backward", |b| {
         b.iter(|| {
             layer.backward_view(black_box(g.view())).unwrap();
