@@ -66,22 +66,6 @@ pub(crate) fn is_fortran<F, D: Dimension>(a: &ArrayView<'_, F, D>) -> bool {
 /// that changes nothing.
 const HUGE_PAGE_MIN_BYTES: usize = 4 << 20;
 
-/// Owned copies smaller than this are `to_owned` (malloc and copy), not a
-/// [`fresh`] array filled: below glibc's largest mmap threshold, a block of
-/// the size just freed is recycled heap memory, which `calloc` must clear
-/// before the copy overwrites it (softmax forward 4096x1000 owned, 16 MiB:
-/// 1.15 ns an element with `to_owned`, 1.54 with a fresh array).
-///
-/// Tried and not kept (an unpublished local branch): writing the owned
-/// result and the cache in one pass, by computing blocks into the cache (or an
-/// L1 scratch block for backward) and appending each to an uncleared `Vec`.
-/// AMD EPYC Zen 4 (AVX-512), one thread, 256x4096 `f32`, interleaved runs: ReLU forward 225-269
-/// µs here against 290-527 µs that way (16 KiB blocks, where glibc's memmove
-/// switches to `rep movsb`) and 322-345 µs (4 KiB blocks); backward tied
-/// (243-247 against 248-258 µs). The copy that `to_owned` makes costs less
-/// than the blocked appends.
-const OWNED_COPY_FRESH_MIN_BYTES: usize = 32 << 20;
-
 /// The huge page size `madvise` aligns to on x86-64 and aarch64 Linux.
 #[cfg(target_os = "linux")]
 const HUGE_PAGE: usize = 2 << 20;
@@ -145,11 +129,6 @@ pub(crate) fn advised<F, D: Dimension>(mut a: Array<F, D>) -> Array<F, D> {
     a
 }
 
-/// [`fresh`] with `like`'s shape and memory order (row-major for non-contiguous `like`).
-pub(crate) fn fresh_like<F: Real, D: Dimension>(like: &ArrayView<'_, F, D>) -> Array<F, D> {
-    fresh(like.raw_dim(), is_fortran(like))
-}
-
 /// A new array of shape `dim` (column-major if `fortran`) whose elements
 /// `fill` writes, with no clearing first: a fresh owned result costs one
 /// write of its memory, not two (a recycled heap block would be zeroed by
@@ -183,17 +162,44 @@ pub(crate) unsafe fn filled_like<F: Real, D: Dimension>(
 
 /// An owned copy of `view`, in its memory order (row-major if it has none).
 ///
-/// Copies of [`OWNED_COPY_FRESH_MIN_BYTES`] and more go into a [`fresh`]
-/// array; smaller ones are `to_owned`, whose memory is not zeroed first.
+/// Row- and column-major views are copied by a plain loop into a [`filled`]
+/// array: not zeroed first, advised to huge pages when large, and written with
+/// vector stores. (`to_owned`'s `memcpy`, in glibc 2.36 on this machine,
+/// copies anything past 2 KiB with `rep movsb`; non-temporal stores start
+/// only at 240 MiB.) Other layouts are `to_owned`. AMD EPYC Zen 4
+/// (AVX-512), one thread, three interleaved runs, owned forward, µs
+/// (`to_owned` against this): sigmoid 256x4096 677-828 against 653-817, tanh
+/// 256x4096 828-887 against 774-912, softmax 4096x1000 4083-5716 against
+/// 3738-4172. (A zeroed [`fresh`] array was slower still: softmax 4096x1000
+/// 1.54 ns an element against `to_owned`'s 1.15, the clearing of recycled
+/// heap memory.)
+///
+/// Tried and not kept: writing the owned result and the cache in one pass,
+/// by computing blocks into the cache and copying each block out while it is
+/// in L1 (ReLU forward 256x4096: 225-269 µs with `to_owned`, 290-527 with 16 KiB
+/// blocks appended to a `Vec`, 322-345 with 4 KiB ones; sigmoid, tanh and
+/// softmax no faster either, see `Elementwise::forward`). ReLU now caches
+/// bits instead (see `kernels::Steps`).
 pub(crate) fn owned_copy<F: Real, D: Dimension>(view: ArrayView<'_, F, D>) -> Array<F, D> {
-    if std::mem::size_of_val(view.as_slice_memory_order().unwrap_or(&[]))
-        < OWNED_COPY_FRESH_MIN_BYTES
-    {
+    let fortran = is_fortran(&view);
+    let Some(from) = view
+        .as_slice_memory_order()
+        .filter(|_| fortran || view.is_standard_layout())
+    else {
         return view.to_owned();
+    };
+    // SAFETY: the loop writes every element: `from` has as many, and a fresh
+    // array of `view`'s shape and memory order is contiguous.
+    unsafe {
+        filled(view.raw_dim(), fortran, |mut out| {
+            let out = out
+                .as_slice_memory_order_mut()
+                .expect("a fresh array is contiguous");
+            for (out, &v) in out.iter_mut().zip(from) {
+                out.write(v);
+            }
+        })
     }
-    let mut copy = fresh_like(&view);
-    copy.assign(&view);
-    copy
 }
 
 /// The array in `slot`, reshaped to `dim` in the requested memory order.
@@ -284,5 +290,12 @@ mod tests {
         assert!(is_fortran(&copy.view()));
         let small = big.slice(ndarray::s![..3, ..5]).to_owned();
         assert_eq!(owned_copy(small.view()), small);
+        // Contiguous but neither row- nor column-major: the `to_owned` route.
+        let cube =
+            ndarray::Array3::from_shape_fn((3, 4, 5), |(i, j, k)| (i * 20 + j * 5 + k) as f64);
+        let permuted = cube.view().permuted_axes([1, 0, 2]);
+        assert_eq!(owned_copy(permuted), permuted);
+        let empty = Array2::<f32>::zeros((0, 7));
+        assert_eq!(owned_copy(empty.view()), empty);
     }
 }
