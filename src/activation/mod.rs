@@ -6,7 +6,7 @@
 //! |---|---|---|---|
 //! | [`Sigmoid`] | `1 / (1 + e^-x)` | `y (1 - y)` | `y` |
 //! | [`Tanh`] | `tanh x` | `1 - y² = (1 - y)(1 + y)` | `y` |
-//! | [`Relu`] | `max(x, 0)` | `1` if `x > 0`, else `0` | `y` |
+//! | [`Relu`] | `max(x, 0)` | `1` if `x > 0`, else `0` | one bit an element (`y` if `x` holds a NaN or is not contiguous) |
 //!
 //! and the rest of the family, which cache `x`: [`LeakyRelu`], [`Elu`],
 //! [`Selu`], [`Celu`], [`Gelu`] (exact and tanh forms), [`Silu`], [`Mish`],
@@ -150,8 +150,10 @@ impl<F: Real> ElementwiseFn<F> for ReluFn {
 /// An elementwise activation layer over arrays of any dimension.
 ///
 /// Use it through its aliases: [`Sigmoid`], [`Tanh`], [`Relu`] and the rest of
-/// the family ([`Gelu`], [`Silu`], …). It caches `y` (sigmoid, tanh, ReLU) or
-/// `x` (the others; see [`ElementwiseFn::DERIVATIVE_FROM`]) and reuses its buffers
+/// the family ([`Gelu`], [`Silu`], …). It caches `y` (sigmoid, tanh), `x`
+/// (the others; see [`ElementwiseFn::DERIVATIVE_FROM`]) or, for ReLU, one bit
+/// an element (`x > 0`; `y` instead when `x` holds a NaN, whose gradient is
+/// NaN, or is neither row- nor column-major), and reuses its buffers
 /// for every shape no larger than the largest seen, so the view-returning methods
 /// ([`Layer::forward_view`], [`Layer::backward_view`],
 /// [`backward_into`](Self::backward_into)) allocate nothing in a steady
@@ -245,6 +247,10 @@ pub type Tanh<F, D = Ix2> = Elementwise<TanhFn, F, D>;
 /// dy/dx = 1 if x > 0, 0 otherwise (0 at x = 0 too)
 /// ```
 /// Since `y > 0` exactly when `x > 0`, backward is `dL/dx = g · [y > 0]`.
+/// The layer caches `[x > 0]` as one bit an element (a 256x4096 `f32` batch:
+/// 128 KiB rather than 4 MiB), so forward writes one array and backward
+/// reads one; an input with a NaN, or neither row- nor column-major, caches
+/// `y` instead. Both give the same bits.
 ///
 /// | input | output | gradient |
 /// |---|---|---|
