@@ -196,7 +196,7 @@ impl<D: Dimension> Steps<D> {
         ) else {
             unreachable!("Steps::forward needs contiguous x and y in one order: callers check fit")
         };
-        self.bits.clear();
+        // Only a longer mask zeroes its new words; the kernel writes every word.
         self.bits.resize(xs.len().div_ceil(WORD), 0);
         let mut nan = false;
         forward_chunks(act, xs, ys, &mut self.bits, &mut nan);
