@@ -162,7 +162,7 @@ pub(crate) unsafe fn filled_like<F: Real, D: Dimension>(
 
 /// An owned copy of `view`, in its memory order (row-major if it has none).
 ///
-/// Row- and column-major views are copied by a plain loop into a [`filled`]
+/// Row- and column-major views are copied by [`crate::kernels::copy_into`] into a [`filled`]
 /// array: not zeroed first, advised to huge pages when large, and written with
 /// vector stores. (`to_owned`'s `memcpy`, in glibc 2.36 on this machine,
 /// copies anything past 2 KiB with `rep movsb`; non-temporal stores start
@@ -174,12 +174,11 @@ pub(crate) unsafe fn filled_like<F: Real, D: Dimension>(
 /// 1.54 ns an element against `to_owned`'s 1.15, the clearing of recycled
 /// heap memory.)
 ///
-/// Tried and not kept: writing the owned result and the cache in one pass,
-/// by computing blocks into the cache and copying each block out while it is
-/// in L1 (ReLU forward 256x4096: 225-269 µs with `to_owned`, 290-527 with 16 KiB
-/// blocks appended to a `Vec`, 322-345 with 4 KiB ones; sigmoid, tanh and
-/// softmax no faster either, see `Elementwise::forward`). ReLU now caches
-/// bits instead (see `kernels::Steps`).
+/// The owned forwards of contiguous input no longer come here: they write the
+/// result and the cache in one pass (`kernels::teed`); ReLU caches bits (`kernels::Steps`).
+/// On an AMD EPYC Zen 4 that one pass was no faster than this copy (blocks
+/// appended to a `Vec`: ReLU 256x4096 290-527 µs against 225-269); on an
+/// Intel Xeon with a 2 MiB L2 it is (see `teed`).
 pub(crate) fn owned_copy<F: Real, D: Dimension>(view: ArrayView<'_, F, D>) -> Array<F, D> {
     let fortran = is_fortran(&view);
     let Some(from) = view
@@ -195,9 +194,7 @@ pub(crate) fn owned_copy<F: Real, D: Dimension>(view: ArrayView<'_, F, D>) -> Ar
             let out = out
                 .as_slice_memory_order_mut()
                 .expect("a fresh array is contiguous");
-            for (out, &v) in out.iter_mut().zip(from) {
-                out.write(v);
-            }
+            crate::kernels::copy_into(from, out);
         })
     }
 }

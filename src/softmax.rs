@@ -8,10 +8,11 @@
 
 use std::fmt::Debug;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 
 use ndarray::{Array, Array3, ArrayView, ArrayViewMut, Axis, CowArray, Dimension, Ix2};
 
-use crate::buffer::{fresh, owned_copy, reuse_like};
+use crate::buffer::{filled, fresh, reuse_like};
 use crate::kernels;
 use crate::layer::{Layer, LayerError};
 use crate::optim::Parameters;
@@ -26,6 +27,21 @@ pub trait Normalization: Clone + Copy + Debug + Default + Send + Sync {
     fn forward_rows<F: Real>(x: &[F], y: &mut [F], cols: usize);
     /// `dL/dx` for each row, from the row's `y` and `g = dL/dy`.
     fn backward_rows<F: Real>(y: &[F], g: &[F], out: &mut [F], cols: usize);
+
+    /// [`backward_rows`](Self::backward_rows) into memory that may be
+    /// uninitialised, writing every element: an owned `dL/dx` is then never
+    /// cleared before being written. The default clears it and calls
+    /// `backward_rows` (log-softmax, whose row kernel reads back what it wrote).
+    #[doc(hidden)]
+    fn backward_rows_uninit<F: Real>(y: &[F], g: &[F], out: &mut [MaybeUninit<F>], cols: usize) {
+        for o in out.iter_mut() {
+            o.write(F::zero());
+        }
+        // SAFETY: every element was written just above, and `MaybeUninit<F>`
+        // has `F`'s layout. (Exercised by every owned log-softmax backward.)
+        let out = unsafe { &mut *(std::ptr::from_mut(out) as *mut [F]) };
+        Self::backward_rows(y, g, out, cols);
+    }
 }
 
 /// `y_i = e^(x_i - m) / Σ_j e^(x_j - m)`, `dL/dx = y ⊙ (g - g·y)`.
@@ -40,6 +56,9 @@ impl Normalization for SoftmaxKind {
     fn backward_rows<F: Real>(y: &[F], g: &[F], out: &mut [F], cols: usize) {
         kernels::softmax_backward_rows(y, g, out, cols, F::ONE);
     }
+    fn backward_rows_uninit<F: Real>(y: &[F], g: &[F], out: &mut [MaybeUninit<F>], cols: usize) {
+        kernels::softmax_backward_rows(y, g, out, cols, F::ONE);
+    }
 }
 
 /// `y = softmax(-x)`, `dL/dx = -y ⊙ (g - g·y)`.
@@ -52,6 +71,9 @@ impl Normalization for SoftminKind {
         kernels::softmax_rows(x, y, cols, -F::ONE);
     }
     fn backward_rows<F: Real>(y: &[F], g: &[F], out: &mut [F], cols: usize) {
+        kernels::softmax_backward_rows(y, g, out, cols, -F::ONE);
+    }
+    fn backward_rows_uninit<F: Real>(y: &[F], g: &[F], out: &mut [MaybeUninit<F>], cols: usize) {
         kernels::softmax_backward_rows(y, g, out, cols, -F::ONE);
     }
 }
@@ -382,14 +404,45 @@ impl<K: Normalization, F: Real, D: Dimension> Layer<F, D> for Normalize<K, F, D>
         Ok(y.permuted_axes(back))
     }
 
-    /// Large outputs are copied into huge pages (see `buffer::owned_copy`).
+    /// Computes each block of rows into the cache and copies it to the
+    /// result while it is in L1 (`kernels::teed`): one pass over memory, into
+    /// an array that is never cleared first. The result has the cache's
+    /// memory order (the axis innermost), as `forward_view`'s has.
     fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
-        Ok(owned_copy(self.forward_view(input)?))
+        let (moved, back) = Self::moved_last(self.axis, input)?;
+        let cols = moved.shape().last().copied().unwrap_or(0);
+        let cache = reuse_like(&mut self.cache, &moved.view());
+        // SAFETY: teed writes every element of its last slice, here the whole
+        // of the fresh array, row-major like `moved` and the cache.
+        let y = unsafe {
+            filled(moved.raw_dim(), false, |mut y| {
+                let (Some(xs), Some(cs), Some(ys)) =
+                    (moved.as_slice(), cache.as_slice_mut(), y.as_slice_mut())
+                else {
+                    unreachable!("row-major input, cache and result")
+                };
+                kernels::teed(xs, cs, ys, cols, |x, c| K::forward_rows(x, c, cols));
+            })
+        };
+        Ok(y.permuted_axes(back))
     }
 
-    /// Writes into a fresh array rather than copying the layer's buffer.
+    /// Writes into a fresh array, never cleared first where the axis is the
+    /// innermost one, rather than copying the layer's buffer.
     fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
         let (y, _, back) = Self::cached_for(&self.cache, self.axis, &grad_output)?;
+        let axis_last = back.slice().iter().enumerate().all(|(i, &a)| i == a);
+        if axis_last && let (Some(ys), Some(gs)) = (y.as_slice(), grad_output.as_slice()) {
+            let cols = y.shape().last().copied().unwrap_or(0);
+            // SAFETY: backward_rows_uninit writes every element of its
+            // output, here the fresh row-major array of `y`'s shape.
+            return Ok(unsafe {
+                filled(y.raw_dim(), false, |mut out| {
+                    let os = out.as_slice_mut().expect("a fresh row-major array");
+                    K::backward_rows_uninit(ys, gs, os, cols);
+                })
+            });
+        }
         let mut out = fresh(y.view().permuted_axes(back).raw_dim(), false);
         self.backward_into(grad_output, out.view_mut())?;
         Ok(out)

@@ -389,3 +389,56 @@ fn jacobian_past_its_documented_size_is_an_error_not_an_abort() {
     );
     assert_eq!(softmax.jacobian().unwrap().dim(), (2, 8192, 8192));
 }
+
+/// The owned forward computes blocks into the cache and copies each to the
+/// result (`kernels::teed`), and the owned backward writes memory never
+/// cleared first: both must give the view path's bits, on rows shorter than
+/// a block, rows that span several blocks with a partial last one, rows
+/// longer than a block, and the short-row kernel; and `backward` after the
+/// owned `forward` must see the cache that forward wrote.
+#[test]
+fn owned_forward_and_backward_give_the_view_paths_bits() {
+    fn check<K: ndlayers::softmax::Normalization>(cols: usize, rows: usize, axis: Axis) {
+        let (x, g) = if axis == Axis(1) {
+            (
+                uniform((rows, cols), -30.0, 30.0, 1).mapv(|v| v as f32),
+                uniform((rows, cols), -1.0, 1.0, 2).mapv(|v| v as f32),
+            )
+        } else {
+            (
+                uniform((cols, rows), -30.0, 30.0, 1).mapv(|v| v as f32),
+                uniform((cols, rows), -1.0, 1.0, 2).mapv(|v| v as f32),
+            )
+        };
+        let what = format!("{} {rows}x{cols} along {axis:?}", K::NAME);
+        let mut by_view = ndlayers::softmax::Normalize::<K, f32>::along(axis);
+        let want_y = by_view.forward_view(x.view()).unwrap().to_owned();
+        let want_dx = by_view.backward_view(g.view()).unwrap().to_owned();
+        let mut owned = ndlayers::softmax::Normalize::<K, f32>::along(axis);
+        // A larger call first, so that the cache is reused, not fresh.
+        owned
+            .forward(
+                uniform((rows + 3, cols + 5), -1.0, 1.0, 3)
+                    .mapv(|v| v as f32)
+                    .view(),
+            )
+            .unwrap();
+        assert_same(
+            &owned.forward(x.view()).unwrap(),
+            &want_y,
+            &format!("{what}: forward"),
+        );
+        assert_same(
+            &owned.backward(g.view()).unwrap(),
+            &want_dx,
+            &format!("{what}: backward"),
+        );
+    }
+    for (cols, rows) in [(1000, 37), (5000, 3), (10, 4099), (300, 1), (0, 5), (7, 0)] {
+        check::<ndlayers::softmax::SoftmaxKind>(cols, rows, Axis(1));
+        check::<ndlayers::softmax::SoftminKind>(cols, rows, Axis(1));
+        check::<ndlayers::softmax::LogSoftmaxKind>(cols, rows, Axis(1));
+    }
+    check::<ndlayers::softmax::SoftmaxKind>(1000, 37, Axis(0));
+    check::<ndlayers::softmax::LogSoftmaxKind>(10, 300, Axis(0));
+}

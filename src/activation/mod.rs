@@ -406,14 +406,32 @@ impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Layer<F, D> for Elementwise<A, 
     /// On contiguous input (row- or column-major), step activations (ReLU)
     /// write the result and cache one bit an element, and those that cache
     /// `x` copy it and write the result directly. Those that cache `y`
-    /// compute into the cache and copy it out (large outputs into huge pages,
-    /// see `buffer::owned_copy`): writing each L1 block of the cache to the
-    /// result as it is computed was tried and was no faster (AMD EPYC Zen 4,
-    /// AVX-512, one thread: sigmoid 256x4096 705-1294 µs against 754-863,
-    /// softmax 4096x1000 5.4-6.1 ms against 4.1-5.9).
+    /// compute each L1 block into the cache and copy it to the result while
+    /// it is there (`kernels::teed`). Other layouts compute into the
+    /// cache and copy it out (`buffer::owned_copy`).
     fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
-        if !Steps::fit(&input) || A::DERIVATIVE_FROM == DerivativeFrom::Output && !A::STEP {
+        if !Steps::fit(&input) {
             return Ok(owned_copy(self.forward_view(input)?));
+        }
+        if A::DERIVATIVE_FROM == DerivativeFrom::Output && !A::STEP {
+            self.steps.forget();
+            let cache = reuse_like(&mut self.cache, &input);
+            // SAFETY: teed writes every element of `y`, which has
+            // `input`'s shape and memory order, as the cache has.
+            return Ok(unsafe {
+                filled_like(&input, |mut y| {
+                    let (Some(xs), Some(cs), Some(ys)) = (
+                        input.as_slice_memory_order(),
+                        cache.as_slice_memory_order_mut(),
+                        y.as_slice_memory_order_mut(),
+                    ) else {
+                        unreachable!("contiguous input, and fresh arrays in its order")
+                    };
+                    kernels::teed(xs, cs, ys, 1, |x, c| {
+                        kernels::forward_slice(&self.act, x, c)
+                    });
+                })
+            });
         }
         if A::STEP {
             let mut bits_usable = true;

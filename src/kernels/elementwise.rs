@@ -101,7 +101,7 @@ pub trait ElementwiseFn<F: Real>: Clone + Debug + Send + Sync {
 }
 
 simd! {
-    fn forward_slice<F: Real, A: ElementwiseFn<F>, O: Slot<F>>(act: &A, x: &[F], y: &mut [O]) {
+    pub(crate) fn forward_slice<F: Real, A: ElementwiseFn<F>, O: Slot<F>>(act: &A, x: &[F], y: &mut [O]) {
         mul_add_flavour!(M);
         if A::STAGED {
             staged(x, y, |x| act.reduce_with::<M>(x), |x, r| act.finish_with::<M>(x, r));

@@ -1,7 +1,7 @@
 //! Reductions over slices with independent accumulators: maxima, dot
 //! products, compensated sums, and the balanced trees that combine lanes.
 
-use super::LANES;
+use super::{LANES, Slot};
 use crate::real::Real;
 
 /// Partial sums in a compensated sum: its four-operation dependency chain is
@@ -74,8 +74,8 @@ pub(super) fn dot<F: Real>(a: &[F], b: &[F]) -> F {
 /// is written from L1; here the next row streams in during the write, and is
 /// in L1 when its turn comes.
 #[inline(always)]
-pub(super) fn vjp_row_then_dot<F: Real>(
-    (y, g, out): (&[F], &[F], &mut [F]),
+pub(super) fn vjp_row_then_dot<F: Real, O: Slot<F>>(
+    (y, g, out): (&[F], &[F], &mut [O]),
     gy: F,
     sign: F,
     (next_y, next_g): (&[F], &[F]),
@@ -87,7 +87,7 @@ pub(super) fn vjp_row_then_dot<F: Real>(
         .zip(next_g.chunks_exact(LANES).zip(next_y.chunks_exact(LANES)));
     for ((o, (y, g)), (a, b)) in blocks {
         for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
-            *o = sign * y * (g - gy);
+            o.set(sign * y * (g - gy));
         }
         for ((s, &u), &v) in acc.iter_mut().zip(a).zip(b) {
             *s += u * v;
@@ -95,7 +95,7 @@ pub(super) fn vjp_row_then_dot<F: Real>(
     }
     let tail = out.len() / LANES * LANES;
     for ((o, &y), &g) in out[tail..].iter_mut().zip(&y[tail..]).zip(&g[tail..]) {
-        *o = sign * y * (g - gy);
+        o.set(sign * y * (g - gy));
     }
     for (&u, &v) in next_g[tail..].iter().zip(&next_y[tail..]) {
         acc[0] += u * v;

@@ -4,8 +4,8 @@
 
 use crate::real::Real;
 
-use super::LANES;
 use super::reduce::pairwise;
+use super::{LANES, Slot};
 
 /// Rows shorter than this take the short-row path: with fewer than eight
 /// chunks of [`LANES`], the long-row loops are mostly remainder (softmax
@@ -49,10 +49,14 @@ impl<F: Real, const W: usize> Ends<F, W> {
     }
 
     #[inline(always)]
-    pub(super) fn store(self, row: &mut [F]) {
+    pub(super) fn store<O: Slot<F>>(self, row: &mut [O]) {
         let split = row.len() - W;
-        row[split..].copy_from_slice(&self.last);
-        row[..W].copy_from_slice(&self.first);
+        for (o, &v) in row[split..].iter_mut().zip(&self.last) {
+            o.set(v);
+        }
+        for (o, &v) in row[..W].iter_mut().zip(&self.first) {
+            o.set(v);
+        }
     }
 
     #[inline(always)]

@@ -2,10 +2,10 @@
 
 use multiversion::multiversion;
 
-use super::chunked;
 use super::reduce::{divide_then_max, dot, max_ignoring_nan, sum, vjp_row_then_dot};
 use super::short_rows::{Ends, SHORT_ROW, with_ends_width};
 use super::staging::{CacheAligned, staged_in_vectors, staged_pairs};
+use super::{Slot, chunked};
 use crate::math::{self, MulAdd};
 use crate::real::Real;
 
@@ -102,10 +102,10 @@ fn short_softmax_rows<M: MulAdd, F: Real, const W: usize>(
 /// Row-wise softmax vector–Jacobian product: `out = sign · y ⊙ (g - (g·y))`
 /// per row (`sign = -1` for softmin), with the same long-row / short-row
 /// split as [`softmax_rows`].
-pub(crate) fn softmax_backward_rows<F: Real>(
+pub(crate) fn softmax_backward_rows<F: Real, O: Slot<F>>(
     y: &[F],
     g: &[F],
-    out: &mut [F],
+    out: &mut [O],
     cols: usize,
     sign: F,
 ) {
@@ -115,7 +115,7 @@ pub(crate) fn softmax_backward_rows<F: Real>(
 }
 
 simd! {
-    fn softmax_backward_rows_serial<F: Real>(y: &[F], g: &[F], out: &mut [F], cols: usize, sign: F) {
+    fn softmax_backward_rows_serial<F: Real, O: Slot<F>>(y: &[F], g: &[F], out: &mut [O], cols: usize, sign: F) {
         if cols == 0 {
             return;
         }
