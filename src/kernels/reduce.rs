@@ -22,9 +22,9 @@ pub(super) fn max_ignoring_nan<F: Real>(x: &[F], sign: F) -> F {
             *a = if v > *a { v } else { *a };
         }
     }
-    for &v in tail {
+    for (a, &v) in acc.iter_mut().zip(tail) {
         let v = sign * v;
-        acc[0] = if v > acc[0] { v } else { acc[0] };
+        *a = if v > *a { v } else { *a };
     }
     acc.into_iter()
         .fold(F::neg_infinity(), |m, v| if v > m { v } else { m })
@@ -62,8 +62,8 @@ pub(super) fn dot<F: Real>(a: &[F], b: &[F]) -> F {
             *s += u * v;
         }
     }
-    for (&u, &v) in ta.iter().zip(tb) {
-        acc[0] += u * v;
+    for ((s, &u), &v) in acc.iter_mut().zip(ta).zip(tb) {
+        *s += u * v;
     }
     pairwise_total(acc)
 }
@@ -98,8 +98,8 @@ pub(super) fn vjp_row_then_dot<F: Real, O: Slot<F>>(
     for ((o, &y), &g) in out[tail..].iter_mut().zip(&y[tail..]).zip(&g[tail..]) {
         o.set(sign * y * (g - gy));
     }
-    for (&u, &v) in next_g[tail..].iter().zip(&next_y[tail..]) {
-        acc[0] += u * v;
+    for ((s, &u), &v) in acc.iter_mut().zip(&next_g[tail..]).zip(&next_y[tail..]) {
+        *s += u * v;
     }
     pairwise_total(acc)
 }

@@ -4,15 +4,15 @@
 
 use crate::real::Real;
 
+use super::Slot;
 use super::reduce::pairwise;
-use super::{LANES, Slot};
 
 /// Rows shorter than this take the short-row path: with fewer than eight
-/// chunks of [`LANES`], the long-row loops are mostly remainder (softmax
+/// vectors of 16 lanes, the long-row loops are mostly remainder (softmax
 /// forward, ns an element on L1-resident rows, long path → short path: rows
 /// of 32: 2.6 → 0.88, of 40: 2.2 → 1.1, of 100: 1.25 → 0.92; backward on rows
 /// of 100: 0.46 → 0.22).
-pub(crate) const SHORT_ROW: usize = 8 * LANES;
+pub(crate) const SHORT_ROW: usize = 128;
 
 /// A row of `W..=2W` elements held as its first `W` and its last `W`
 /// elements, which overlap in the middle (entirely when the row has `W`).
