@@ -22,7 +22,10 @@ With `--peers FILE` (written by `benches/peers/activations.py` in the same
 session), it prints instead the comparison with PyTorch and JAX in ns per
 element: the view path beside PyTorch's `out=`, the owned path beside
 PyTorch's allocating call, JAX's jit call and the floor, and counts the cases
-each side wins.
+each side wins. With `--peers P1,P2,P3 R1 R2 R3` (rounds of the Rust bench
+and the peers script run back to back, criterion directory Ri beside peers
+file Pi), each figure is the median over the rounds and each ratio the median
+of the per-round ratios.
 """
 import json
 import pathlib
@@ -33,6 +36,7 @@ import sys
 DEFAULT_ROOT = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion"
 PATHS = ["ndlayers_view", "ndlayers_owned", "naive", "memory_floor"]
 BYTES = {"forward": 8, "backward": 12}
+SHORT = {"forward": "fwd", "backward": "bwd"}
 ORDER = {"sigmoid": 0, "tanh": 1, "relu": 2, "softmax": 3}
 
 
@@ -58,25 +62,35 @@ def read_run(root):
     return run
 
 
-def peer_table(run, peers_file):
-    peers = json.loads(pathlib.Path(peers_file).read_text())
-    print(f"PyTorch {peers['torch']} ({peers['torch_capability']}), JAX {peers['jax']}; ns per element\n")
+def peer_table(runs, peers_files):
+    """The comparison with PyTorch and JAX. With several rounds (criterion
+    directory i beside peers file i, run back to back), each figure is the
+    median over the rounds and each ratio the median of the per-round ratios."""
+    peers = [json.loads(pathlib.Path(f).read_text()) for f in peers_files]
+    first = peers[0]
+    rounds = f", medians over {len(runs)} rounds" if len(runs) > 1 else ""
+    print(f"PyTorch {first['torch']} ({first['torch_capability']}), JAX {first['jax']}; ns per element{rounds}\n")
     print("| case | view | torch `out=` | view / out= | owned | torch allocating | owned / allocating | JAX | floor |")
     print("|---|---|---|---|---|---|---|---|---|")
     wins = {"view": 0, "owned": 0}
-    keys = [k for k in run if f"{k[0]}_{k[1]}_{k[2]}x{k[3]}" in peers["cases"]]
+    name = lambda k: f"{k[0]}_{k[1]}_{k[2]}x{k[3]}"
+    keys = [k for k in runs[0] if all(k in run for run in runs) and all(name(k) in p["cases"] for p in peers)]
     keys.sort(key=lambda k: (ORDER.get(k[0], 9), k[2] * k[3], k[1] != "forward", k[2]))
     for key in keys:
         layer, direction, r, c = key
-        ns = lambda seconds: seconds / (r * c) * 1e9
-        ours, theirs = run[key], peers["cases"][f"{layer}_{direction}_{r}x{c}"]
-        view, owned = ours["ndlayers_view"], ours["ndlayers_owned"]
-        wins["view"] += view <= theirs["torch_out"]
-        wins["owned"] += owned <= theirs["torch_alloc"]
+        ns = lambda values: statistics.median(values) / (r * c) * 1e9
+        ours = [run[key] for run in runs]
+        theirs = [p["cases"][name(key)] for p in peers]
+        pairs = list(zip(ours, theirs))
+        view_ratio = statistics.median(o["ndlayers_view"] / t["torch_out"] for o, t in pairs)
+        owned_ratio = statistics.median(o["ndlayers_owned"] / t["torch_alloc"] for o, t in pairs)
+        wins["view"] += view_ratio <= 1
+        wins["owned"] += owned_ratio <= 1
         print(
-            f"| {layer} {direction[:3]} {r}x{c} | {ns(view):.3f} | {ns(theirs['torch_out']):.3f} "
-            f"| {view / theirs['torch_out']:.2f} | {ns(owned):.3f} | {ns(theirs['torch_alloc']):.3f} "
-            f"| {owned / theirs['torch_alloc']:.2f} | {ns(theirs['jax']):.3f} | {ns(ours['memory_floor']):.3f} |"
+            f"| {layer} {SHORT[direction]} {r}x{c} | {ns(o['ndlayers_view'] for o in ours):.3f} "
+            f"| {ns(t['torch_out'] for t in theirs):.3f} | {view_ratio:.2f} "
+            f"| {ns(o['ndlayers_owned'] for o in ours):.3f} | {ns(t['torch_alloc'] for t in theirs):.3f} "
+            f"| {owned_ratio:.2f} | {ns(t['jax'] for t in theirs):.3f} | {ns(o['memory_floor'] for o in ours):.3f} |"
         )
     print(f"\nndlayers at least as fast: view {wins['view']} of {len(keys)}, owned {wins['owned']} of {len(keys)}")
 
@@ -84,8 +98,11 @@ def peer_table(run, peers_file):
 def main():
     args = sys.argv[1:]
     if args[:1] == ["--peers"]:
+        peers_files = args[1].split(",")
         roots = [pathlib.Path(a) for a in args[2:]] or [DEFAULT_ROOT]
-        return peer_table(read_run(roots[0]), args[1])
+        if len(roots) != len(peers_files):
+            sys.exit("--peers P1,P2,... needs one criterion directory a peers file, in the same order")
+        return peer_table([read_run(root) for root in roots], peers_files)
     roots = [pathlib.Path(a) for a in args] or [DEFAULT_ROOT]
     runs = [read_run(root) for root in roots]
     keys = set.intersection(*(set(run) for run in runs)) if runs else set()

@@ -13,8 +13,10 @@ Run on one core, in the same session as the Rust bench:
     python3 benches/table.py --peers target/peers.json
 Held to AVX2 on a CPU with AVX-512, both sides:
     NDLAYERS_SIMD=avx2 taskset -c 0 cargo bench --bench activations
-    ATEN_CPU_CAPABILITY=avx2 XLA_FLAGS=--xla_cpu_max_isa=AVX2 taskset -c 0 \\
-        /tmp/peers/bin/python benches/peers/activations.py target/peers-avx2.json
+    ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 XLA_FLAGS=--xla_cpu_max_isa=AVX2 \\
+        taskset -c 0 /tmp/peers/bin/python benches/peers/activations.py target/peers-avx2.json
+(On Intel CPUs PyTorch's tanh is MKL's, which ATEN_CPU_CAPABILITY does not
+cap; MKL_ENABLE_INSTRUCTIONS does.)
 
 The backward of each peer is what its autograd runs, given what it caches:
 PyTorch's `sigmoid_backward` / `tanh_backward` (from the output),

@@ -13,7 +13,7 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `mod.rs` | the `simd!` dispatch, the multiply-add flavour, threading ([`chunked`]) |
+//! | `mod.rs` | the `simd!` dispatch, the multiply-add flavour, threading ([`chunked`]), one-pass result and cache ([`teed`]) |
 //! | `staging.rs` | two-loop evaluation of `exp`-based functions over L1 blocks |
 //! | `reduce.rs` | maxima, dot products and sums with independent accumulators |
 //! | `elementwise.rs` | [`ElementwiseFn`], and the forward and backward loops over any layout |
@@ -256,7 +256,7 @@ pub(crate) fn teed<F: Real>(
 
 /// [`chunked`] for one input and two outputs of its length (a result and a
 /// layer's cache), cut into pieces of a multiple of `unit` elements.
-pub(crate) fn chunked_pair<F: Real, O: Send, P: Send>(
+fn chunked_pair<F: Real, O: Send, P: Send>(
     input: &[F],
     (first, second): (&mut [O], &mut [P]),
     unit: usize,
