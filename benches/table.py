@@ -21,8 +21,8 @@ the per-run ratios, so each ratio compares two figures from the same run.
 With `--peers FILE` (written by `benches/peers/activations.py` in the same
 session), it prints instead the comparison with PyTorch and JAX in ns per
 element: the view path beside PyTorch's `out=`, the owned path beside
-PyTorch's allocating call, JAX's jit call and the floor, and counts the cases
-each side wins. With `--peers P1,P2,P3 R1 R2 R3` (rounds of the Rust bench
+PyTorch's allocating call, JAX's jit call, the floor and (forwards that cache
+an array) the owned floor, and counts the cases each side wins. With `--peers P1,P2,P3 R1 R2 R3` (rounds of the Rust bench
 and the peers script run back to back, criterion directory Ri beside peers
 file Pi), each figure is the median over the rounds and each ratio the median
 of the per-round ratios.
@@ -34,7 +34,10 @@ import statistics
 import sys
 
 DEFAULT_ROOT = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion"
-PATHS = ["ndlayers_view", "ndlayers_owned", "naive", "memory_floor"]
+PATHS = ["ndlayers_view", "ndlayers_owned", "naive", "memory_floor", "owned_floor"]
+# Paths a group may lack: the naive baseline (the peer table does not use it)
+# and the owned floor (only the forwards of layers that cache an array).
+OPTIONAL = {"naive", "owned_floor"}
 BYTES = {"forward": 8, "backward": 12}
 SHORT = {"forward": "fwd", "backward": "bwd"}
 ORDER = {"sigmoid": 0, "tanh": 1, "relu": 2, "softmax": 3}
@@ -55,8 +58,7 @@ def read_run(root):
         if not m:
             continue
         t = {p: median_seconds(group_dir, p) for p in PATHS}
-        # The naive baseline is optional: the peer table does not use it.
-        if all(t[p] is not None for p in PATHS if p != "naive"):
+        if all(t[p] is not None for p in PATHS if p not in OPTIONAL):
             key = (m.group(1), m.group(2), int(m.group(3)), int(m.group(4)))
             run[key] = t
     return run
@@ -70,9 +72,13 @@ def peer_table(runs, peers_files):
     first = peers[0]
     rounds = f", medians over {len(runs)} rounds" if len(runs) > 1 else ""
     print(f"PyTorch {first['torch']} ({first['torch_capability']}), JAX {first['jax']}; ns per element{rounds}\n")
-    print("| case | view | torch `out=` | view / out= | owned | torch allocating | owned / allocating | JAX | floor |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| case | view | torch `out=` | view / out= | owned | torch allocating | owned / allocating "
+        "| JAX | floor | owned floor |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     wins = {"view": 0, "owned": 0}
+    out_of_reach = []
     name = lambda k: f"{k[0]}_{k[1]}_{k[2]}x{k[3]}"
     keys = [k for k in runs[0] if all(k in run for run in runs) and all(name(k) in p["cases"] for p in peers)]
     keys.sort(key=lambda k: (ORDER.get(k[0], 9), k[2] * k[3], k[1] != "forward", k[2]))
@@ -84,15 +90,24 @@ def peer_table(runs, peers_files):
         pairs = list(zip(ours, theirs))
         view_ratio = statistics.median(o["ndlayers_view"] / t["torch_out"] for o, t in pairs)
         owned_ratio = statistics.median(o["ndlayers_owned"] / t["torch_alloc"] for o, t in pairs)
+        owned_floors = [o["owned_floor"] for o in ours]
+        owned_floor = "—" if None in owned_floors else f"{ns(owned_floors):.3f}"
+        if None not in owned_floors:
+            floor_ratio = statistics.median(o["owned_floor"] / t["torch_alloc"] for o, t in pairs)
+            if floor_ratio > 1:
+                out_of_reach.append(f"{layer} {SHORT[direction]} {r}x{c} ({floor_ratio:.2f}x)")
         wins["view"] += view_ratio <= 1
         wins["owned"] += owned_ratio <= 1
         print(
             f"| {layer} {SHORT[direction]} {r}x{c} | {ns(o['ndlayers_view'] for o in ours):.3f} "
             f"| {ns(t['torch_out'] for t in theirs):.3f} | {view_ratio:.2f} "
             f"| {ns(o['ndlayers_owned'] for o in ours):.3f} | {ns(t['torch_alloc'] for t in theirs):.3f} "
-            f"| {owned_ratio:.2f} | {ns(t['jax'] for t in theirs):.3f} | {ns(o['memory_floor'] for o in ours):.3f} |"
+            f"| {owned_ratio:.2f} | {ns(t['jax'] for t in theirs):.3f} | {ns(o['memory_floor'] for o in ours):.3f} "
+            f"| {owned_floor} |"
         )
     print(f"\nndlayers at least as fast: view {wins['view']} of {len(keys)}, owned {wins['owned']} of {len(keys)}")
+    if out_of_reach:
+        print(f"owned floor slower than PyTorch's allocating call: {', '.join(out_of_reach)}")
 
 
 def main():

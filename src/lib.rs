@@ -160,6 +160,28 @@ where
 {
     buffer::advised(ndarray::Array::zeros(shape))
 }
+
+/// An uninitialised array, as [`Array::uninit`](ndarray::Array::uninit),
+/// whose memory Linux backs with transparent huge pages when it is 4 MiB or
+/// more, as [`zeros`]: for an array whose every element is written before it
+/// is read, with no clearing first (the layers' owned results are made so).
+///
+/// ```
+/// use std::mem::MaybeUninit;
+///
+/// let mut y = ndlayers::uninit::<f32, _, _>((2048, 1024));
+/// y.fill(MaybeUninit::new(0.5));
+/// // SAFETY: `fill` wrote every element.
+/// let y = unsafe { y.assume_init() };
+/// assert!(y.iter().all(|&v| v == 0.5));
+/// ```
+pub fn uninit<A, Sh, D>(shape: Sh) -> ndarray::Array<std::mem::MaybeUninit<A>, D>
+where
+    Sh: ndarray::ShapeBuilder<Dim = D>,
+    D: ndarray::Dimension,
+{
+    buffer::advised(ndarray::Array::uninit(shape))
+}
 pub use softmax::{LogSoftmax, Softmax, Softmin};
 
 /// The traits and layers most programs need: `use ndlayers::prelude::*;`.

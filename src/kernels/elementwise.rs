@@ -6,6 +6,7 @@ use std::fmt::Debug;
 use multiversion::multiversion;
 use ndarray::{ArrayView, ArrayViewMut, Axis, Dimension, Zip};
 
+use super::prefetch::{STREAM_BLOCK, prefetch};
 use super::staging::staged;
 use super::{Slot, chunked};
 use crate::math::{MulAdd, Reduced};
@@ -107,8 +108,11 @@ simd! {
             staged(x, y, |x| act.reduce_with::<M>(x), |x, r| act.finish_with::<M>(x, r));
             return;
         }
-        for (y, &x) in y.iter_mut().zip(x) {
-            y.set(act.value_with::<M>(x));
+        for (i, (yb, xb)) in y.chunks_mut(STREAM_BLOCK).zip(x.chunks(STREAM_BLOCK)).enumerate() {
+            prefetch(x, i * STREAM_BLOCK, xb.len());
+            for (y, &x) in yb.iter_mut().zip(xb) {
+                y.set(act.value_with::<M>(x));
+            }
         }
     }
 }
@@ -121,8 +125,13 @@ simd! {
         out: &mut [O],
     ) {
         mul_add_flavour!(M);
-        for ((out, &c), &g) in out.iter_mut().zip(cached).zip(g) {
-            out.set(g * act.derivative_with::<M>(c));
+        let blocks = out.chunks_mut(STREAM_BLOCK).zip(cached.chunks(STREAM_BLOCK).zip(g.chunks(STREAM_BLOCK)));
+        for (i, (ob, (cb, gb))) in blocks.enumerate() {
+            prefetch(cached, i * STREAM_BLOCK, cb.len());
+            prefetch(g, i * STREAM_BLOCK, gb.len());
+            for ((out, &c), &g) in ob.iter_mut().zip(cb).zip(gb) {
+                out.set(g * act.derivative_with::<M>(c));
+            }
         }
     }
 }

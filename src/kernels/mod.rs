@@ -14,6 +14,7 @@
 //! | file | what |
 //! |---|---|
 //! | `mod.rs` | the `simd!` dispatch, the multiply-add flavour, threading ([`chunked`]), one-pass result and cache ([`teed`]) |
+//! | `prefetch.rs` | software prefetch of the inputs that loops stream from memory |
 //! | `staging.rs` | two-loop evaluation of `exp`-based functions over L1 blocks |
 //! | `reduce.rs` | maxima, dot products and sums with independent accumulators |
 //! | `elementwise.rs` | [`ElementwiseFn`], and the forward and backward loops over any layout |
@@ -84,6 +85,7 @@ macro_rules! mul_add_flavour {
 
 mod elementwise;
 mod log_softmax;
+mod prefetch;
 mod reduce;
 mod short_rows;
 mod softmax;

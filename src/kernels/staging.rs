@@ -2,6 +2,7 @@
 //! reductions of a block are stored, then finished (see [`staged`]).
 
 use super::Slot;
+use super::prefetch::prefetch;
 use crate::math::{self, MulAdd, Reduced};
 use crate::real::Real;
 
@@ -69,7 +70,11 @@ pub(super) fn staged_pairs<F: Real, O: Slot<F>>(
     let mut shifted = CacheAligned([F::zero(); STAGE_BLOCK]);
     let mut r = CacheAligned([F::zero(); STAGE_BLOCK]);
     let blocks = a.chunks(STAGE_BLOCK).zip(b.chunks(STAGE_BLOCK));
-    for ((ab, bb), yb) in blocks.zip(y.chunks_mut(STAGE_BLOCK)) {
+    for (i, ((ab, bb), yb)) in blocks.zip(y.chunks_mut(STAGE_BLOCK)).enumerate() {
+        prefetch(a, i * STAGE_BLOCK, ab.len());
+        if !std::ptr::eq(a, b) {
+            prefetch(b, i * STAGE_BLOCK, bb.len());
+        }
         let (shifted, r) = (&mut shifted.0[..ab.len()], &mut r.0[..ab.len()]);
         let reductions = shifted.iter_mut().zip(r.iter_mut());
         for ((shifted, r), (&a, &b)) in reductions.zip(ab.iter().zip(bb)) {
