@@ -9,8 +9,12 @@
 //! Xeon (family 6 model 167), one thread, `f32`, view path, ns an element,
 //! without → with: sigmoid forward 4096x4096 (64 MiB, from L3) 1.35 → 0.70 at
 //! AVX2 and 0.65 → 0.55 at AVX-512; tanh forward 1.53 → 0.78 and 0.73 →
-//! 0.59; on 256x4096 about 5% at either level. Distances from 1 to 8 KiB gave
-//! the same; asking for the output lines too (`prefetchw`) gained nothing.
+//! 0.59; on 256x4096 about 5% at either level. Memory-bound loops gain
+//! little: sigmoid and tanh backward on 4096x4096 were faster with it in 11
+//! of 12 alternating runs, by 2-10%; ReLU's and the softmax rows' loops are
+//! left without (no gain; a burst per block of short softmax rows cost 10%).
+//! Distances from 1 to 8 KiB gave the same; asking for the output lines too
+//! (`prefetchw`) gained nothing.
 //!
 //! A prefetch is only a hint: it never faults and never changes what a
 //! program computes, so results are the same bits with or without it. On
@@ -81,7 +85,10 @@ mod tests {
         assert_eq!(ahead(100, usize::MAX, usize::MAX, usize::MAX), 100..100);
         for (bytes, from, len) in [(64, 0, 16), (5000, 1, 1), (1 << 20, 1 << 17, 1 << 20)] {
             let range = ahead(bytes, 4, from, len);
-            assert!(range.start <= range.end && range.end <= bytes, "{range:?} of {bytes}");
+            assert!(
+                range.start <= range.end && range.end <= bytes,
+                "{range:?} of {bytes}"
+            );
         }
     }
 
@@ -90,7 +97,14 @@ mod tests {
         // The hint has no effect to observe; this runs the `unsafe` call on
         // every kind of range (empty slice, zero-sized type, past the end).
         let v = vec![1.0f32; 5000];
-        for (from, len) in [(0, 0), (0, 256), (4000, 256), (4999, 1), (6000, 10), (0, usize::MAX)] {
+        for (from, len) in [
+            (0, 0),
+            (0, 256),
+            (4000, 256),
+            (4999, 1),
+            (6000, 10),
+            (0, usize::MAX),
+        ] {
             prefetch(&v, from, len);
         }
         prefetch::<f64>(&[], 0, 256);
