@@ -142,7 +142,7 @@ pub(crate) unsafe fn filled<F: Real, D: Dimension>(
     fortran: bool,
     fill: impl FnOnce(ArrayViewMut<'_, MaybeUninit<F>, D>),
 ) -> Array<F, D> {
-    let mut a = advised(Array::uninit(dim.set_f(fortran)));
+    let mut a = crate::uninit(dim.set_f(fortran));
     fill(a.view_mut());
     // SAFETY: the caller guarantees that `fill` wrote every element.
     unsafe { a.assume_init() }

@@ -108,7 +108,8 @@ simd! {
             staged(x, y, |x| act.reduce_with::<M>(x), |x, r| act.finish_with::<M>(x, r));
             return;
         }
-        for (i, (yb, xb)) in y.chunks_mut(STREAM_BLOCK).zip(x.chunks(STREAM_BLOCK)).enumerate() {
+        let blocks = y.chunks_mut(STREAM_BLOCK).zip(x.chunks(STREAM_BLOCK));
+        for (i, (yb, xb)) in blocks.enumerate() {
             prefetch(x, i * STREAM_BLOCK, xb.len());
             for (y, &x) in yb.iter_mut().zip(xb) {
                 y.set(act.value_with::<M>(x));
@@ -125,7 +126,8 @@ simd! {
         out: &mut [O],
     ) {
         mul_add_flavour!(M);
-        let blocks = out.chunks_mut(STREAM_BLOCK).zip(cached.chunks(STREAM_BLOCK).zip(g.chunks(STREAM_BLOCK)));
+        let inputs = cached.chunks(STREAM_BLOCK).zip(g.chunks(STREAM_BLOCK));
+        let blocks = out.chunks_mut(STREAM_BLOCK).zip(inputs);
         for (i, (ob, (cb, gb))) in blocks.enumerate() {
             prefetch(cached, i * STREAM_BLOCK, cb.len());
             prefetch(g, i * STREAM_BLOCK, gb.len());
