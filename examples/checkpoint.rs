@@ -57,12 +57,11 @@ fn epoch(
 }
 
 /// Every parameter, by name.
-fn parameters(net: &mut Sequential<f32>) -> Vec<(String, Vec<f32>)> {
-    let mut all = Vec::new();
-    net.visit_named_parameters("", &mut |name, value| {
-        all.push((name.to_string(), value.iter().copied().collect()))
-    });
-    all
+fn parameters(net: &Sequential<f32>) -> Vec<(String, Vec<f32>)> {
+    ndlayers::state::named_parameters(net)
+        .into_iter()
+        .map(|(name, value)| (name, value.iter().copied().collect()))
+        .collect()
 }
 
 fn test_accuracy(net: &Sequential<f32>, test: &Dataset) -> Result<f64, LayerError> {
@@ -88,7 +87,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         let loss = epoch(&mut net, &mut adam, &train, &mut rng)?;
         if e == half {
             // Mid-run checkpoint, with the optimiser's state and the batch order's generator.
-            saved = Some((checkpoint::to_bytes(&mut net, Some(&adam))?, rng.clone()));
+            saved = Some((checkpoint::to_bytes(&net, Some(&adam))?, rng.clone()));
         }
         if e % 10 == 0 {
             println!(
@@ -101,7 +100,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // Save the trained network and load it into a fresh one built from another seed.
     let path = std::env::temp_dir().join("ndlayers_digits.safetensors");
-    checkpoint::save(&path, &mut net, Some(&adam))?;
+    checkpoint::save(&path, &net, Some(&adam))?;
     let mut reloaded = network(&mut StdRng::seed_from_u64(SEED + 1))?;
     checkpoint::load(&path, &mut reloaded, None)?;
     let reloaded_accuracy = test_accuracy(&reloaded, &test)?;
@@ -123,7 +122,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         epoch(&mut resumed, &mut resumed_adam, &train, &mut resumed_rng)?;
     }
     let resumed_same =
-        parameters(&mut resumed) == parameters(&mut net) && resumed_adam.state() == adam.state();
+        parameters(&resumed) == parameters(&net) && resumed_adam.state() == adam.state();
     println!(
         "resumed at epoch {half} from the checkpoint: the same weights and Adam state as the uninterrupted run, bit for bit: {resumed_same}"
     );

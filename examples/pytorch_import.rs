@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
 
     let export = std::env::temp_dir().join("ndlayers_export.safetensors");
-    checkpoint::save(&export, &mut net, None)?;
+    checkpoint::save(&export, &net, None)?;
     println!(
         "exported to {}: load it in PyTorch with model.load_state_dict(safetensors.torch.load_file(path)), \
          or check it with tests/reference/check_export.py",

@@ -1,14 +1,14 @@
 //! The fully connected layer `y = x W + b`.
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMutD, Ix2, s};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Ix2, s};
 use ndarray_rand::rand_distr::{Distribution, Normal, Uniform};
 use rand::Rng;
 
 use crate::buffer::{reuse, reuse_like, try_vec};
 use crate::layer::{Layer, LayerError};
 use crate::matmul::product_into;
-use crate::optim::{Parameter, Parameters, join_name, visit_weight_and_bias};
 use crate::real::Real;
+use crate::state::{Entry, EntryMut, Name, StateDict};
 
 const NAME: &str = "Dense";
 
@@ -41,7 +41,7 @@ pub enum Init {
 /// dL/dx = g Wᵀ
 /// ```
 /// `backward` stores `dL/dW` and `dL/db` (overwriting, not accumulating) for an
-/// optimiser to read through [`Parameters`], and returns `dL/dx`. The matrix
+/// optimiser to read through [`StateDict`], and returns `dL/dx`. The matrix
 /// products go through the `gemm` crate (SIMD kernels up to AVX-512, chosen
 /// at run time) into buffers the layer reuses for every batch no larger
 /// than the largest seen.
@@ -479,25 +479,33 @@ fn product_plus_bias<F: Real>(
     product_into(x, &weight.view(), &mut y.view_mut(), true);
 }
 
-/// `weight` and `bias`; named, the weight is `(outputs, inputs)`, as `nn.Linear` stores it.
-impl<F: Real> Parameters<F> for Dense<F> {
-    fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, F>)) {
-        visit_weight_and_bias(
-            visit,
-            (&mut self.weight, &self.grad_weight),
-            (&mut self.bias, &self.grad_bias),
+/// The parameters `weight`, `(outputs, inputs)` as `nn.Linear` stores it (a
+/// transposed view of the `(inputs, outputs)` array the products use), and `bias`.
+impl<F: Real> StateDict<F> for Dense<F> {
+    fn visit_state(&self, prefix: &Name<'_>, visit: &mut dyn FnMut(&Name<'_>, Entry<'_, F>)) {
+        let (weight, grad_weight) = (self.weight.t(), self.grad_weight.t());
+        visit(
+            &prefix.field("weight"),
+            Entry::parameter(weight, grad_weight),
+        );
+        visit(
+            &prefix.field("bias"),
+            Entry::parameter(self.bias.view(), self.grad_bias.view()),
         );
     }
 
-    fn visit_named_parameters(
+    fn visit_state_mut(
         &mut self,
-        prefix: &str,
-        visit: &mut dyn FnMut(&str, ArrayViewMutD<'_, F>),
+        prefix: &Name<'_>,
+        visit: &mut dyn FnMut(&Name<'_>, EntryMut<'_, F>),
     ) {
+        let weight = self.weight.view_mut().reversed_axes();
+        let grad_weight = self.grad_weight.view_mut().reversed_axes();
         visit(
-            &join_name(prefix, "weight"),
-            self.weight.view_mut().reversed_axes().into_dyn(),
+            &prefix.field("weight"),
+            EntryMut::parameter(weight, grad_weight),
         );
-        visit(&join_name(prefix, "bias"), self.bias.view_mut().into_dyn());
+        let (bias, grad_bias) = (self.bias.view_mut(), self.grad_bias.view_mut());
+        visit(&prefix.field("bias"), EntryMut::parameter(bias, grad_bias));
     }
 }

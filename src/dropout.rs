@@ -6,8 +6,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::buffer::{cached_for, reuse_like};
 use crate::layer::{Layer, LayerError};
-use crate::optim::Parameters;
 use crate::real::Real;
+use crate::state::StateDict;
 
 const NAME: &str = "Dropout";
 
@@ -141,4 +141,4 @@ impl<F: Real, D: Dimension> Layer<F, D> for Dropout<F, D> {
 }
 
 /// Dropout has no parameters.
-impl<F, D: Dimension> Parameters<F> for Dropout<F, D> {}
+impl<F, D: Dimension> StateDict<F> for Dropout<F, D> {}

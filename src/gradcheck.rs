@@ -25,7 +25,7 @@ use rand::{Rng, SeedableRng};
 use thiserror::Error;
 
 use crate::layer::{Layer, LayerError};
-use crate::optim::Parameters;
+use crate::state::{Entry, EntryMut, Name, StateDict};
 
 /// Settings for a finite-difference check. `Default` uses PyTorch's `gradcheck` values.
 #[derive(Debug, Clone, PartialEq)]
@@ -227,24 +227,31 @@ impl GradCheck {
         })
     }
 
-    /// Checks the parameter gradients a layer stores in `backward` (see
-    /// [`Parameters`]) against finite differences of the same scalar loss.
-    pub fn check_parameters<L: Layer<f64, D> + Parameters<f64> + ?Sized, D: Dimension>(
+    /// Checks the parameter gradients a layer stores in `backward` (its
+    /// [`StateDict`] parameters) against finite differences of the same scalar loss.
+    pub fn check_parameters<L: Layer<f64, D> + ?Sized, D: Dimension>(
         &self,
         layer: &mut L,
         input: ArrayView<'_, f64, D>,
     ) -> Result<GradCheckReport, GradCheckError> {
         self.validate()?;
         let (g, _) = self.differentiate(layer, input.view())?;
-        let mut analytic: Vec<(&'static str, ArrayD<f64>)> = Vec::new();
-        layer.visit_parameters(&mut |p| {
-            analytic.push((p.name, p.grad.as_standard_layout().into_owned()))
+        let mut analytic: Vec<(String, ArrayD<f64>)> = Vec::new();
+        layer.visit_state(&Name::ROOT, &mut |name, entry| {
+            if let Entry::Parameter { grad, .. } = entry {
+                analytic.push((name.to_string(), grad.as_standard_layout().into_owned()));
+            }
         });
 
         let mut report = GradCheckReport::empty();
         for (which, (name, grad)) in analytic.iter().enumerate() {
             let mut value = parameter_value(layer, which);
-            LayerError::check_shape("gradcheck", name, value.shape(), grad.shape())?;
+            LayerError::check_shape(
+                "gradcheck",
+                "parameter gradient",
+                value.shape(),
+                grad.shape(),
+            )?;
             for (i, &a) in grad.iter().enumerate() {
                 let numeric = self.central_difference(&mut value, i, |v| {
                     set_parameter(layer, which, v);
@@ -258,7 +265,7 @@ impl GradCheck {
     }
 
     /// [`check_input`](Self::check_input) and [`check_parameters`](Self::check_parameters) together.
-    pub fn check_layer<L: Layer<f64, D> + Parameters<f64> + ?Sized, D: Dimension>(
+    pub fn check_layer<L: Layer<f64, D> + ?Sized, D: Dimension>(
         &self,
         layer: &mut L,
         input: ArrayView<'_, f64, D>,
@@ -326,14 +333,16 @@ impl GradCheck {
 }
 
 /// A row-major copy of parameter number `which` of `layer`.
-fn parameter_value<L: Parameters<f64> + ?Sized>(layer: &mut L, which: usize) -> ArrayD<f64> {
+fn parameter_value<L: StateDict<f64> + ?Sized>(layer: &L, which: usize) -> ArrayD<f64> {
     let mut found = None;
     let mut index = 0;
-    layer.visit_parameters(&mut |p| {
-        if index == which {
-            found = Some(p.value.as_standard_layout().into_owned());
+    layer.visit_state(&Name::ROOT, &mut |_, entry| {
+        if let Entry::Parameter { value, .. } = entry {
+            if index == which {
+                found = Some(value.as_standard_layout().into_owned());
+            }
+            index += 1;
         }
-        index += 1;
     });
     // Not found only if the layer visits fewer parameters than before; the
     // caller's shape check then reports it.
@@ -341,17 +350,19 @@ fn parameter_value<L: Parameters<f64> + ?Sized>(layer: &mut L, which: usize) -> 
 }
 
 /// Overwrites parameter number `which` of `layer` with `value` (same shape).
-fn set_parameter<L: Parameters<f64> + ?Sized>(
+fn set_parameter<L: StateDict<f64> + ?Sized>(
     layer: &mut L,
     which: usize,
-    value: ArrayViewD<'_, f64>,
+    new: ArrayViewD<'_, f64>,
 ) {
     let mut index = 0;
-    layer.visit_parameters(&mut |mut p| {
-        if index == which && p.value.shape() == value.shape() {
-            p.value.assign(&value);
+    layer.visit_state_mut(&Name::ROOT, &mut |_, entry| {
+        if let EntryMut::Parameter { mut value, .. } = entry {
+            if index == which && value.shape() == new.shape() {
+                value.assign(&new);
+            }
+            index += 1;
         }
-        index += 1;
     });
 }
 

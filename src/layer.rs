@@ -1,9 +1,9 @@
-//! The [`Layer`] trait every layer implements, and the crate's error type.
+//! The [`Layer`] trait every layer implements.
 
-use ndarray::{Array, ArrayView, ArrayViewMutD, Dimension, Ix2};
-use thiserror::Error;
+use ndarray::{Array, ArrayView, Dimension, Ix2};
 
-use crate::optim::{Parameter, Parameters};
+pub use crate::error::LayerError;
+use crate::state::StateDict;
 
 /// A differentiable layer: `forward` maps an input batch to an output and
 /// remembers what `backward` needs; `backward` maps `dL/dy` to `dL/dx`.
@@ -17,9 +17,9 @@ use crate::optim::{Parameter, Parameters};
 /// | [`infer`](Self::infer) (`&self`) | an owned array | the result | no: training state is untouched |
 ///
 /// `backward` always refers to the most recent successful `forward`. Every
-/// layer is also [`Parameters`] (layers without weights visit nothing), so a
+/// layer is also [`StateDict`] (layers without state visit nothing), so a
 /// container of layers, such as [`Sequential`](crate::Sequential), can hand
-/// all its weights to an optimiser.
+/// all its weights to an optimiser and a checkpoint.
 ///
 /// A training step on the view path, written by hand: each view borrows
 /// its layer until the next layer has read it, so the chain needs no copies
@@ -46,7 +46,7 @@ use crate::optim::{Parameter, Parameters};
 /// assert!(after < before);
 /// # Ok::<(), LayerError>(())
 /// ```
-pub trait Layer<F, D: Dimension = Ix2>: Parameters<F> {
+pub trait Layer<F, D: Dimension = Ix2>: StateDict<F> {
     /// Computes the output for `input`, caches what `backward` needs, and
     /// returns a view of the output, kept inside the layer.
     fn forward_view(
@@ -141,132 +141,5 @@ impl<F, D: Dimension, L: Layer<F, D> + ?Sized> Layer<F, D> for Box<L> {
 
     fn set_training(&mut self, training: bool) {
         (**self).set_training(training)
-    }
-}
-
-impl<F, L: Parameters<F> + ?Sized> Parameters<F> for Box<L> {
-    fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, F>)) {
-        (**self).visit_parameters(visit)
-    }
-
-    fn visit_named_parameters(
-        &mut self,
-        prefix: &str,
-        visit: &mut dyn FnMut(&str, ArrayViewMutD<'_, F>),
-    ) {
-        (**self).visit_named_parameters(prefix, visit)
-    }
-}
-
-/// What went wrong in a layer, loss or optimiser call.
-///
-/// Every public function of the crate reports bad input through this type; none panics.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum LayerError {
-    /// `backward` was called before any `forward`, so there is nothing to differentiate.
-    #[error(
-        "{layer}: backward called before forward; there is no cached forward pass to differentiate"
-    )]
-    BackwardBeforeForward {
-        /// The layer or loss that was called.
-        layer: &'static str,
-    },
-    /// An array's shape does not fit what the call needs.
-    #[error("{layer}: {what} has shape {found:?}, expected {expected}")]
-    ShapeMismatch {
-        /// The layer or loss that was called.
-        layer: &'static str,
-        /// Which argument was wrong, e.g. `"grad_output"`.
-        what: &'static str,
-        /// The shape that would have fit, e.g. `[32, 10]`, or a description
-        /// of it with what each axis means, e.g. `(batch, 64): rows are
-        /// samples, columns the layer's 64 inputs; is it transposed?`.
-        expected: String,
-        /// The shape that was passed.
-        found: Vec<usize>,
-    },
-    /// A class label is not below the number of classes.
-    #[error("{layer}: label {label} at batch index {index} is out of range for {classes} classes")]
-    LabelOutOfRange {
-        /// The loss that was called.
-        layer: &'static str,
-        /// Position of the label in the batch.
-        index: usize,
-        /// The offending label (negative for a negative signed label).
-        label: i128,
-        /// Number of classes (columns of the logits).
-        classes: usize,
-    },
-    /// The layer was asked to work along an axis the input does not have.
-    #[error("{layer}: axis {axis} is out of range for an array of {ndim} dimensions")]
-    AxisOutOfRange {
-        /// The layer that was called.
-        layer: &'static str,
-        /// The requested axis (0 when the default, the last axis, does not exist).
-        axis: usize,
-        /// Number of dimensions of the input.
-        ndim: usize,
-    },
-    /// A loss was given no elements to average over.
-    #[error("{layer}: {what} is empty; a mean over no elements is undefined")]
-    Empty {
-        /// The loss that was called.
-        layer: &'static str,
-        /// Which argument was empty.
-        what: &'static str,
-    },
-    /// A hyperparameter is outside its valid range.
-    #[error("{layer}: invalid {name} = {value}: {requirement}")]
-    InvalidParameter {
-        /// The layer or optimiser being built.
-        layer: &'static str,
-        /// The parameter's name.
-        name: &'static str,
-        /// The value that was passed, formatted.
-        value: String,
-        /// What the value must satisfy.
-        requirement: &'static str,
-    },
-}
-
-impl LayerError {
-    /// A [`LayerError::ShapeMismatch`] from two shapes.
-    pub(crate) fn shape(
-        layer: &'static str,
-        what: &'static str,
-        expected: &[usize],
-        found: &[usize],
-    ) -> Self {
-        Self::shape_described(layer, what, format!("{expected:?}"), found)
-    }
-
-    /// A [`LayerError::ShapeMismatch`] whose expected shape is described in words.
-    pub(crate) fn shape_described(
-        layer: &'static str,
-        what: &'static str,
-        expected: String,
-        found: &[usize],
-    ) -> Self {
-        LayerError::ShapeMismatch {
-            layer,
-            what,
-            expected,
-            found: found.to_vec(),
-        }
-    }
-
-    /// Checks that `found` equals `expected`, naming both on failure.
-    pub(crate) fn check_shape(
-        layer: &'static str,
-        what: &'static str,
-        expected: &[usize],
-        found: &[usize],
-    ) -> Result<(), Self> {
-        if expected == found {
-            Ok(())
-        } else {
-            Err(Self::shape(layer, what, expected, found))
-        }
     }
 }

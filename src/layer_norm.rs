@@ -4,8 +4,8 @@ use ndarray::{Array, Array1, ArrayView, ArrayView1, Axis, CowArray, Dimension, I
 
 use crate::buffer::{cached_for, reuse, try_vec};
 use crate::layer::{Layer, LayerError};
-use crate::optim::{Parameter, Parameters, visit_weight_and_bias};
 use crate::real::Real;
+use crate::state::{Entry, EntryMut, Name, StateDict};
 
 const NAME: &str = "LayerNorm";
 
@@ -267,12 +267,30 @@ impl<F: Real, D: Dimension> Layer<F, D> for LayerNorm<F, D> {
 }
 
 /// `weight` (`γ`) and `bias` (`β`), PyTorch's names.
-impl<F: Real, D: Dimension> Parameters<F> for LayerNorm<F, D> {
-    fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, F>)) {
-        visit_weight_and_bias(
-            visit,
-            (&mut self.weight, &self.grad_weight),
-            (&mut self.bias, &self.grad_bias),
+impl<F: Real, D: Dimension> StateDict<F> for LayerNorm<F, D> {
+    fn visit_state(&self, prefix: &Name<'_>, visit: &mut dyn FnMut(&Name<'_>, Entry<'_, F>)) {
+        let (weight, grad_weight) = (self.weight.view(), self.grad_weight.view());
+        visit(
+            &prefix.field("weight"),
+            Entry::parameter(weight, grad_weight),
         );
+        visit(
+            &prefix.field("bias"),
+            Entry::parameter(self.bias.view(), self.grad_bias.view()),
+        );
+    }
+
+    fn visit_state_mut(
+        &mut self,
+        prefix: &Name<'_>,
+        visit: &mut dyn FnMut(&Name<'_>, EntryMut<'_, F>),
+    ) {
+        let (weight, grad_weight) = (self.weight.view_mut(), self.grad_weight.view_mut());
+        visit(
+            &prefix.field("weight"),
+            EntryMut::parameter(weight, grad_weight),
+        );
+        let (bias, grad_bias) = (self.bias.view_mut(), self.grad_bias.view_mut());
+        visit(&prefix.field("bias"), EntryMut::parameter(bias, grad_bias));
     }
 }

@@ -112,6 +112,7 @@ mod buffer;
 pub mod checkpoint;
 pub mod dense;
 pub mod dropout;
+mod error;
 pub mod gradcheck;
 mod kernels;
 pub mod layer;
@@ -124,64 +125,22 @@ pub mod prelu;
 pub mod real;
 pub mod sequential;
 pub mod softmax;
+pub mod state;
 
 pub use activation::{DerivativeFrom, Elementwise, ElementwiseFn, Relu, Sigmoid, Tanh};
+pub use buffer::{uninit, zeros};
 pub use dense::{Dense, Init};
 pub use dropout::Dropout;
 pub use kernels::{SimdLevel, simd_level};
 pub use layer::{Layer, LayerError};
 pub use layer_norm::LayerNorm;
 pub use loss::{ClassIndex, ClassTargets, Loss, Mse, SoftmaxCrossEntropy};
-pub use optim::{Adam, AdamW, Named, Optimizer, Parameter, Parameters, Sgd};
+pub use optim::{Adam, AdamW, Optimizer, Sgd};
 pub use prelu::Prelu;
 pub use real::Real;
 pub use sequential::Sequential;
+pub use state::{Named, StateDict};
 
-/// A zeroed array, as [`Array::zeros`](ndarray::Array::zeros), whose memory
-/// Linux backs with transparent huge pages when it is 4 MiB or more (numpy's
-/// rule; elsewhere it is just `Array::zeros`).
-///
-/// Every layer allocates its buffers this way. Allocate large input batches
-/// this way too when they are reused: a pass over memory in 4 KiB pages walks
-/// the page tables once per page, and the first write to each page faults
-/// (a 4096x1000 `f32` softmax backward ran 35% faster with its buffers in
-/// huge pages; AMD EPYC Zen 4, one thread).
-///
-/// ```
-/// let mut x = ndlayers::zeros::<f32, _, _>((2048, 1024));
-/// x.fill(0.5);
-/// assert_eq!(x.dim(), (2048, 1024));
-/// ```
-pub fn zeros<A, Sh, D>(shape: Sh) -> ndarray::Array<A, D>
-where
-    A: Clone + num_traits::Zero,
-    Sh: ndarray::ShapeBuilder<Dim = D>,
-    D: ndarray::Dimension,
-{
-    buffer::advised(ndarray::Array::zeros(shape))
-}
-
-/// An uninitialised array, as [`Array::uninit`](ndarray::Array::uninit),
-/// whose memory Linux backs with transparent huge pages when it is 4 MiB or
-/// more, as [`zeros`]: for an array whose every element is written before it
-/// is read, with no clearing first (the layers' owned results are made so).
-///
-/// ```
-/// use std::mem::MaybeUninit;
-///
-/// let mut y = ndlayers::uninit::<f32, _, _>((2048, 1024));
-/// y.fill(MaybeUninit::new(0.5));
-/// // SAFETY: `fill` wrote every element.
-/// let y = unsafe { y.assume_init() };
-/// assert!(y.iter().all(|&v| v == 0.5));
-/// ```
-pub fn uninit<A, Sh, D>(shape: Sh) -> ndarray::Array<std::mem::MaybeUninit<A>, D>
-where
-    Sh: ndarray::ShapeBuilder<Dim = D>,
-    D: ndarray::Dimension,
-{
-    buffer::advised(ndarray::Array::uninit(shape))
-}
 pub use softmax::{LogSoftmax, Softmax, Softmin};
 
 /// The traits and layers most programs need: `use ndlayers::prelude::*;`.
@@ -193,8 +152,9 @@ pub mod prelude {
     pub use crate::layer_norm::LayerNorm;
     pub use crate::loss::{Loss, Mse, SoftmaxCrossEntropy};
     pub use crate::ndarray::Ix2;
-    pub use crate::optim::{Adam, AdamW, Optimizer, Parameter, Parameters, Sgd};
+    pub use crate::optim::{Adam, AdamW, Optimizer, Sgd};
     pub use crate::real::Real;
     pub use crate::sequential::Sequential;
     pub use crate::softmax::{LogSoftmax, Softmax, Softmin};
+    pub use crate::state::{Named, StateDict};
 }

@@ -7,8 +7,8 @@ use ndarray::{
 
 use crate::buffer::{cached_for, is_fortran, reuse_like, try_vec};
 use crate::layer::{Layer, LayerError};
-use crate::optim::{Parameter, Parameters};
 use crate::real::Real;
+use crate::state::{Entry, EntryMut, Name, StateDict};
 
 const NAME: &str = "Prelu";
 
@@ -216,12 +216,24 @@ impl<F: Real, D: RemoveAxis> Layer<F, D> for Prelu<F, D> {
     }
 }
 
-impl<F: Real, D: Dimension> Parameters<F> for Prelu<F, D> {
-    fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, F>)) {
-        visit(Parameter {
-            name: "weight",
-            value: self.weight.view_mut().into_dyn(),
-            grad: self.grad_weight.view().into_dyn(),
-        });
+impl<F: Real, D: Dimension> StateDict<F> for Prelu<F, D> {
+    fn visit_state(&self, prefix: &Name<'_>, visit: &mut dyn FnMut(&Name<'_>, Entry<'_, F>)) {
+        let (weight, grad_weight) = (self.weight.view(), self.grad_weight.view());
+        visit(
+            &prefix.field("weight"),
+            Entry::parameter(weight, grad_weight),
+        );
+    }
+
+    fn visit_state_mut(
+        &mut self,
+        prefix: &Name<'_>,
+        visit: &mut dyn FnMut(&Name<'_>, EntryMut<'_, F>),
+    ) {
+        let (weight, grad_weight) = (self.weight.view_mut(), self.grad_weight.view_mut());
+        visit(
+            &prefix.field("weight"),
+            EntryMut::parameter(weight, grad_weight),
+        );
     }
 }

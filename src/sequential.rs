@@ -2,16 +2,16 @@
 
 use std::fmt;
 
-use ndarray::{Array, ArrayView, ArrayViewMutD, Dimension, Ix2};
+use ndarray::{Array, ArrayView, Dimension, Ix2};
 
 use crate::buffer::reuse_like;
 use crate::layer::{Layer, LayerError};
-use crate::optim::{Parameter, Parameters, join_name};
 use crate::real::Real;
+use crate::state::{Entry, EntryMut, Name, StateDict};
 
 /// A chain of boxed layers of one dimension: `forward` runs them first to
 /// last, `backward` last to first. No graph and no autograd: it is a
-/// [`Layer`] whose output is its last layer's, and [`Parameters`] over all
+/// [`Layer`] whose output is its last layer's, and [`StateDict`] over all
 /// its layers' weights, in order, so one optimiser step updates them all.
 ///
 /// On the view path ([`Layer::forward_view`], [`Layer::backward_view`])
@@ -178,22 +178,22 @@ impl<F: Real, D: Dimension> Layer<F, D> for Sequential<F, D> {
     }
 }
 
-/// Every layer's parameters, first layer to last.
-impl<F, D: Dimension> Parameters<F> for Sequential<F, D> {
-    fn visit_parameters(&mut self, visit: &mut dyn FnMut(Parameter<'_, F>)) {
-        for layer in &mut self.layers {
-            layer.visit_parameters(visit);
+/// Every layer's entries, first layer to last, each prefixed with the
+/// layer's position, as `nn.Sequential` names them (`0.weight`, `2.bias`).
+impl<F, D: Dimension> StateDict<F> for Sequential<F, D> {
+    fn visit_state(&self, prefix: &Name<'_>, visit: &mut dyn FnMut(&Name<'_>, Entry<'_, F>)) {
+        for (position, layer) in self.layers.iter().enumerate() {
+            layer.visit_state(&prefix.index(position), visit);
         }
     }
 
-    /// Each layer's names prefixed with its position, as `nn.Sequential`'s.
-    fn visit_named_parameters(
+    fn visit_state_mut(
         &mut self,
-        prefix: &str,
-        visit: &mut dyn FnMut(&str, ArrayViewMutD<'_, F>),
+        prefix: &Name<'_>,
+        visit: &mut dyn FnMut(&Name<'_>, EntryMut<'_, F>),
     ) {
         for (position, layer) in self.layers.iter_mut().enumerate() {
-            layer.visit_named_parameters(&join_name(prefix, &position.to_string()), visit);
+            layer.visit_state_mut(&prefix.index(position), visit);
         }
     }
 }

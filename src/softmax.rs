@@ -15,8 +15,8 @@ use ndarray::{Array, Array3, ArrayView, ArrayViewMut, Axis, CowArray, Dimension,
 use crate::buffer::{filled, fresh, reuse_like};
 use crate::kernels;
 use crate::layer::{Layer, LayerError};
-use crate::optim::Parameters;
 use crate::real::Real;
+use crate::state::StateDict;
 
 /// What [`Normalize`] computes along its axis: a row kernel and its
 /// vector–Jacobian product, both written from the output `y`.
@@ -461,4 +461,4 @@ fn forward_rows<K: Normalization, F: Real, D: Dimension>(
 }
 
 /// Normalisations have no parameters.
-impl<K, F, D: Dimension> Parameters<F> for Normalize<K, F, D> {}
+impl<K, F, D: Dimension> StateDict<F> for Normalize<K, F, D> {}

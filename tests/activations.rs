@@ -71,7 +71,7 @@ fn a_wrong_gradient_is_caught_and_located() {
             self.0.infer(x)
         }
     }
-    impl Parameters<f64> for Mismatched {}
+    impl StateDict<f64> for Mismatched {}
     let mut layer = Mismatched(Sigmoid::new(), Tanh::new());
     let err = GradCheck::default()
         .check_input(&mut layer, array![0.1, 0.2, 0.3].view())

@@ -8,6 +8,7 @@ use ndlayers::ndarray::{Array2, ArrayD, Axis};
 use ndlayers::prelude::*;
 use ndlayers::rand::SeedableRng;
 use ndlayers::rand::rngs::StdRng;
+use ndlayers::state::{EntryMut, Name};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 /// `Linear(64, 32) → ReLU → Linear(32, 10)` trained in PyTorch 2.15 by
@@ -39,12 +40,17 @@ fn network<F: Real>(hidden: usize) -> Sequential<F> {
         .with(Dense::new(hidden, 10, Init::GlorotUniform, &mut rng).unwrap())
 }
 
-fn state_dict<F: Real>(net: &mut Sequential<F>) -> BTreeMap<String, ArrayD<F>> {
-    let mut state = BTreeMap::new();
-    net.visit_named_parameters("", &mut |name, value| {
-        state.insert(name.to_string(), value.to_owned());
+fn state_dict<F: Real>(net: &Sequential<F>) -> BTreeMap<String, ArrayD<F>> {
+    ndlayers::state::named_parameters(net).into_iter().collect()
+}
+
+/// Sets every parameter of `layer` to `value`.
+fn fill(layer: &mut dyn StateDict<f32>, value: f32) {
+    layer.visit_state_mut(&Name::ROOT, &mut |_, entry| {
+        if let EntryMut::Parameter { value: mut v, .. } = entry {
+            v.fill(value);
+        }
     });
-    state
 }
 
 /// The largest difference from PyTorch's logits, relative to the largest logit.
@@ -90,7 +96,7 @@ fn a_pytorch_model_reproduces_pytorchs_outputs() {
 fn an_export_is_the_state_dict_pytorch_wrote() {
     let mut net = network::<f32>(32);
     checkpoint::from_bytes(MODEL_F32, &mut net, None).unwrap();
-    let exported = checkpoint::to_bytes(&mut net, None).unwrap();
+    let exported = checkpoint::to_bytes(&net, None).unwrap();
     let (ours, theirs) = (
         SafeTensors::deserialize(&exported).unwrap(),
         SafeTensors::deserialize(MODEL_F32).unwrap(),
@@ -109,13 +115,17 @@ fn an_export_is_the_state_dict_pytorch_wrote() {
 
 #[test]
 fn files_round_trip() {
-    let mut net = network::<f64>(16);
+    let net = network::<f64>(16);
     let path = std::env::temp_dir().join(format!("ndlayers-{}.safetensors", std::process::id()));
-    checkpoint::save(&path, &mut net, None).unwrap();
+    checkpoint::save(&path, &net, None).unwrap();
     let mut fresh = network::<f64>(16);
-    fresh.layers_mut()[0].visit_parameters(&mut |p| p.value.into_iter().for_each(|v| *v = 0.0));
+    fresh.layers_mut()[0].visit_state_mut(&Name::ROOT, &mut |_, entry| {
+        if let EntryMut::Parameter { mut value, .. } = entry {
+            value.fill(0.0);
+        }
+    });
     checkpoint::load(&path, &mut fresh, None).unwrap();
-    assert_eq!(state_dict(&mut fresh), state_dict(&mut net));
+    assert_eq!(state_dict(&fresh), state_dict(&net));
     std::fs::remove_file(&path).unwrap();
     let err = checkpoint::load(&path, &mut fresh, None).unwrap_err();
     assert!(matches!(err, CheckpointError::Io { .. }), "{err}");
@@ -156,7 +166,7 @@ fn a_resumed_run_continues_bit_for_bit() {
         // Interrupted after 10: save, rebuild everything from scratch, resume.
         let (mut first, mut first_optimizer) = (network::<f32>(24), make());
         train(&mut first, &mut *first_optimizer, 10);
-        let bytes = checkpoint::to_bytes(&mut first, Some(&*first_optimizer)).unwrap();
+        let bytes = checkpoint::to_bytes(&first, Some(&*first_optimizer)).unwrap();
         let mut resumed = Sequential::new()
             .with(Dense::<f32>::from_fn(64, 24, |_, _| 0.0).unwrap())
             .with(Relu::new())
@@ -167,8 +177,8 @@ fn a_resumed_run_continues_bit_for_bit() {
         train(&mut resumed, &mut *resumed_optimizer, 10);
         let name = optimizer.state().optimizer;
         assert_eq!(
-            state_dict(&mut resumed),
-            state_dict(&mut net),
+            state_dict(&resumed),
+            state_dict(&net),
             "{name}: same weights, bit for bit"
         );
         assert_eq!(
@@ -211,7 +221,7 @@ fn refused(bytes: &[u8], hidden: usize, with_optimizer: bool, message: &str) {
     let mut net = network::<f32>(hidden);
     let mut adam = Adam::new(1e-3).unwrap();
     train(&mut net, &mut adam, 1);
-    let (before, state) = (state_dict(&mut net), adam.state());
+    let (before, state) = (state_dict(&net), adam.state());
     let optimizer: Option<&mut dyn Optimizer<f32>> = if with_optimizer {
         Some(&mut adam)
     } else {
@@ -220,7 +230,7 @@ fn refused(bytes: &[u8], hidden: usize, with_optimizer: bool, message: &str) {
     let err = checkpoint::from_bytes(bytes, &mut net, optimizer).unwrap_err();
     assert_eq!(err.to_string(), message);
     assert_eq!(
-        state_dict(&mut net),
+        state_dict(&net),
         before,
         "{message}: the network is unchanged"
     );
@@ -236,21 +246,21 @@ fn bad_files_are_refused_by_name_and_change_nothing() {
         }),
         32,
         false,
-        "tensor `2.bias` is missing from the file (it has 0.bias, 0.weight, 2.weight)",
+        "tensor `2.bias` is missing from the file (it has `0.bias`, `0.weight`, `2.weight`)",
     );
     // Unexpected: a tensor the network has no parameter for.
     refused(
         &model_with(|t| t.push(("4.weight", Dtype::F32, vec![1], vec![0; 4]))),
         32,
         false,
-        "the file has tensors the network does not: 4.weight",
+        "the file has tensors the network does not: `4.weight`",
     );
     // Wrong shape: a network of 16 hidden units.
     refused(
         MODEL_F32,
         16,
         false,
-        "tensor `0.weight` has shape [32, 64], the network's parameter [16, 64]",
+        "tensor `0.weight` has shape [32, 64], the network's entry [16, 64]",
     );
     // Wrong dtype.
     refused(
@@ -264,7 +274,7 @@ fn bad_files_are_refused_by_name_and_change_nothing() {
         &model_with(|t| t[3].3[8..12].copy_from_slice(&f32::NAN.to_le_bytes())),
         32,
         false,
-        "tensor `2.bias` holds NaN at [2]; parameters must be finite",
+        "tensor `2.bias` holds NaN at [2]; state must be finite",
     );
     // Truncated, and a corrupt header.
     let truncated = &MODEL_F32[..MODEL_F32.len() - 10];
@@ -296,7 +306,7 @@ fn bad_files_are_refused_by_name_and_change_nothing() {
     let mut net = network::<f32>(32);
     let mut adam = Adam::new(1e-3).unwrap();
     train(&mut net, &mut adam, 1);
-    let full = checkpoint::to_bytes(&mut net, Some(&adam)).unwrap();
+    let full = checkpoint::to_bytes(&net, Some(&adam)).unwrap();
     let parsed = SafeTensors::deserialize(&full).unwrap();
     let kept: Vec<(String, TensorView<'_>)> = parsed
         .tensors()
@@ -307,24 +317,13 @@ fn bad_files_are_refused_by_name_and_change_nothing() {
         &safetensors::serialize(kept, None).unwrap(),
         32,
         true,
-        &format!(
-            "tensor `optimizer/exp_avg/0.weight` is missing from the file (it has {})",
-            {
-                let mut names: Vec<&str> = parsed
-                    .names()
-                    .into_iter()
-                    .filter(|n| *n != "optimizer/exp_avg/0.weight")
-                    .collect();
-                names.sort();
-                names.join(", ")
-            }
-        ),
+        "optimizer state: `optimizer/exp_avg/0.weight` is missing from the file",
     );
     let mut net = network::<f32>(32);
     let mut sgd = Sgd::new(0.1).unwrap().with_momentum(0.5).unwrap();
     train(&mut net, &mut sgd, 2);
     refused(
-        &checkpoint::to_bytes(&mut net, Some(&sgd)).unwrap(),
+        &checkpoint::to_bytes(&net, Some(&sgd)).unwrap(),
         32,
         true,
         "optimizer state: the file has Sgd's state, the optimizer given is Adam",
@@ -336,12 +335,11 @@ fn a_checkpoint_without_the_optimizer_still_loads_the_weights() {
     let mut net = network::<f32>(8);
     let mut adam = Adam::new(1e-3).unwrap();
     train(&mut net, &mut adam, 3);
-    let bytes = checkpoint::to_bytes(&mut net, Some(&adam)).unwrap();
+    let bytes = checkpoint::to_bytes(&net, Some(&adam)).unwrap();
     let mut weights_only = network::<f32>(8);
-    weights_only.layers_mut()[2]
-        .visit_parameters(&mut |p| p.value.into_iter().for_each(|v| *v = 1.0));
+    fill(&mut weights_only.layers_mut()[2], 1.0);
     checkpoint::from_bytes(&bytes, &mut weights_only, None).unwrap();
-    assert_eq!(state_dict(&mut weights_only), state_dict(&mut net));
+    assert_eq!(state_dict(&weights_only), state_dict(&net));
     // The digits' first row through both gives the same logits.
     let x = printed("inputs").mapv(|v| v as f32);
     let row = x.index_axis(Axis(0), 0).insert_axis(Axis(0));
@@ -379,7 +377,7 @@ fn f16_tensors_are_converted_exactly() {
     let bytes = safetensors::serialize(views, None).unwrap();
     let mut net = network::<f32>(32);
     checkpoint::from_bytes(&bytes, &mut net, None).unwrap();
-    let loaded = state_dict(&mut net);
+    let loaded = state_dict(&net);
     for (name, shape, data) in &halves {
         let want: Vec<f32> = data
             .chunks_exact(2)

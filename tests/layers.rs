@@ -243,15 +243,17 @@ fn both_work_in_a_sequential_with_modes_and_checkpoints() {
     );
     net.set_training(true);
     // Names: LayerNorm's weight and bias at position 1, as nn.Sequential.
-    let mut names = Vec::new();
-    net.visit_named_parameters("", &mut |name, _| names.push(name.to_string()));
+    let names: Vec<String> = ndlayers::state::named_parameters(&net)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
     assert_eq!(
         names,
         [
             "0.weight", "0.bias", "1.weight", "1.bias", "4.weight", "4.bias"
         ]
     );
-    let bytes = checkpoint::to_bytes(&mut net, None).unwrap();
+    let bytes = checkpoint::to_bytes(&net, None).unwrap();
     let mut copy = Sequential::new()
         .with(Dense::<f32>::from_fn(4, 6, |_, _| 0.0).unwrap())
         .with(LayerNorm::new(6).unwrap())

@@ -12,6 +12,7 @@ use ndlayers::prelu::Prelu;
 use ndlayers::prelude::*;
 use ndlayers::rand::SeedableRng;
 use ndlayers::rand::rngs::StdRng;
+use ndlayers::state::{Entry, Name};
 use ndlayers::{Elementwise, ElementwiseFn};
 
 fn dense(inputs: usize, outputs: usize, seed: u64) -> Dense<f64> {
@@ -33,10 +34,12 @@ fn network() -> Sequential<f64> {
 }
 
 /// Every parameter gradient of `layer`, in visiting order.
-fn gradients(layer: &mut dyn Parameters<f64>) -> Vec<(String, Vec<f64>)> {
+fn gradients(layer: &dyn StateDict<f64>) -> Vec<(String, Vec<f64>)> {
     let mut all = Vec::new();
-    layer.visit_parameters(&mut |p| {
-        all.push((p.name.to_string(), p.grad.iter().copied().collect()))
+    layer.visit_state(&Name::ROOT, &mut |name, entry| {
+        if let Entry::Parameter { grad, .. } = entry {
+            all.push((name.to_string(), grad.iter().copied().collect()))
+        }
     });
     all
 }
@@ -79,13 +82,22 @@ fn sequential_is_its_layers_called_in_order() {
         )
         .unwrap();
     assert_eq!(dx, dx_by_hand);
-    let mut expected = gradients(&mut d1);
-    expected.extend(gradients(&mut d2));
-    expected.extend(gradients(&mut p));
+    // Each layer's entries, named by its position in the network.
+    let expected: Vec<_> = [
+        ("0", gradients(&d1)),
+        ("2", gradients(&d2)),
+        ("3", gradients(&p)),
+    ]
+    .into_iter()
+    .flat_map(|(position, all)| {
+        all.into_iter()
+            .map(move |(name, grad)| (format!("{position}.{name}"), grad))
+    })
+    .collect();
     assert_eq!(
-        gradients(&mut net),
+        gradients(&net),
         expected,
-        "Parameters visits every layer, in order"
+        "the state walk visits every layer, in order"
     );
     assert_eq!(net.len(), 4);
 
@@ -93,7 +105,7 @@ fn sequential_is_its_layers_called_in_order() {
     let mut other = network();
     other.forward_view(x.view()).unwrap();
     other.backward_parameters(g.view()).unwrap();
-    assert_eq!(gradients(&mut other), expected);
+    assert_eq!(gradients(&other), expected);
 
     // An empty Sequential is the identity.
     let mut identity = Sequential::<f64>::new();
@@ -148,7 +160,7 @@ fn inference_leaves_the_training_state_untouched() {
         dx,
         "backward still refers to the forward"
     );
-    assert_eq!(gradients(&mut net), gradients(&mut reference));
+    assert_eq!(gradients(&net), gradients(&reference));
 
     // The same for the losses.
     let logits = uniform((3, 4), -2.0, 2.0, 13);

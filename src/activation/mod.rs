@@ -55,8 +55,8 @@ use crate::kernels::{self, Steps};
 pub use crate::kernels::{DerivativeFrom, ElementwiseFn};
 use crate::layer::{Layer, LayerError};
 use crate::math::{self, MulAdd, Reduced};
-use crate::optim::Parameters;
 use crate::real::Real;
+use crate::state::StateDict;
 
 /// The logistic sigmoid kernel, for [`Sigmoid`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -475,4 +475,4 @@ impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Layer<F, D> for Elementwise<A, 
 }
 
 /// Elementwise layers have no parameters.
-impl<A, F, D: Dimension> Parameters<F> for Elementwise<A, F, D> {}
+impl<A, F, D: Dimension> StateDict<F> for Elementwise<A, F, D> {}

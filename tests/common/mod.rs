@@ -3,6 +3,7 @@
 
 use ndlayers::Real;
 use ndlayers::ndarray::{Array, Dimension, IntoDimension};
+use ndlayers::state::{Entry, EntryMut, Name};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -86,17 +87,41 @@ pub struct TwoParameters {
     pub b_grad: ndlayers::ndarray::ArrayD<f64>,
 }
 
-impl ndlayers::Parameters<f64> for TwoParameters {
-    fn visit_parameters(&mut self, visit: &mut dyn FnMut(ndlayers::Parameter<'_, f64>)) {
-        visit(ndlayers::Parameter {
-            name: "a",
-            value: self.a.view_mut(),
+impl ndlayers::StateDict<f64> for TwoParameters {
+    fn visit_state(&self, prefix: &Name<'_>, visit: &mut dyn FnMut(&Name<'_>, Entry<'_, f64>)) {
+        let a = Entry::Parameter {
+            value: self.a.view(),
             grad: self.a_grad.view(),
-        });
-        visit(ndlayers::Parameter {
-            name: "b",
-            value: self.b.view_mut(),
+        };
+        visit(&prefix.field("a"), a);
+        let b = Entry::Parameter {
+            value: self.b.view(),
             grad: self.b_grad.view(),
-        });
+        };
+        visit(&prefix.field("b"), b);
     }
+
+    fn visit_state_mut(
+        &mut self,
+        prefix: &Name<'_>,
+        visit: &mut dyn FnMut(&Name<'_>, EntryMut<'_, f64>),
+    ) {
+        let a = EntryMut::Parameter {
+            value: self.a.view_mut(),
+            grad: self.a_grad.view_mut(),
+        };
+        visit(&prefix.field("a"), a);
+        let b = EntryMut::Parameter {
+            value: self.b.view_mut(),
+            grad: self.b_grad.view_mut(),
+        };
+        visit(&prefix.field("b"), b);
+    }
+}
+
+/// The parameters of `net` by name, in PyTorch's orientation: its `state_dict` less the buffers.
+pub fn state_dict<F: Clone>(
+    net: &dyn ndlayers::StateDict<F>,
+) -> std::collections::BTreeMap<String, ndlayers::ndarray::ArrayD<F>> {
+    ndlayers::state::named_parameters(net).into_iter().collect()
 }
