@@ -322,17 +322,19 @@ fn check_logits<F: Real, T: ClassTargets<F>>(
     target: &T,
 ) -> Result<(usize, usize), LayerError> {
     let (batch, classes) = logits.dim();
+    // Before the targets: with no classes every label is out of range, and
+    // the error would blame the labels for the logits' shape.
+    if classes == 0 {
+        return Err(LayerError::Empty {
+            layer: CE,
+            what: "the classes (logits have no columns)",
+        });
+    }
     target.check(batch, classes)?;
     if batch == 0 {
         return Err(LayerError::Empty {
             layer: CE,
             what: "the batch",
-        });
-    }
-    if classes == 0 {
-        return Err(LayerError::Empty {
-            layer: CE,
-            what: "the classes (logits have no columns)",
         });
     }
     Ok((batch, classes))

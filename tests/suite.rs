@@ -33,5 +33,7 @@ mod properties;
 mod pytorch;
 #[path = "softmax.rs"]
 mod softmax;
+#[path = "state.rs"]
+mod state;
 #[path = "training.rs"]
 mod training;
