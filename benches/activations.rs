@@ -27,7 +27,7 @@ use criterion::{
 };
 use ndlayers::ndarray::{Array2, Zip};
 use ndlayers::prelude::*;
-use ndlayers::{Elementwise, ElementwiseFn};
+use ndlayers::{Elementwise, ElementwiseKernel};
 
 const ELEMENTWISE_SHAPES: [(usize, usize); 2] = [(256, 4096), (4096, 4096)];
 const SOFTMAX_SHAPES: [(usize, usize); 3] = [(65536, 10), (4096, 1000), (256, 32768)];
@@ -107,7 +107,7 @@ fn memory_floor_backward(
 }
 
 /// Benches one elementwise activation given its naive value and naive derivative-from-output.
-fn elementwise<A: ElementwiseFn<f32> + Default>(
+fn elementwise<A: ElementwiseKernel<f32> + Default>(
     c: &mut Criterion,
     name: &str,
     naive_value: fn(f32) -> f32,

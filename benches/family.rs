@@ -11,13 +11,13 @@ use criterion::{
 use ndlayers::Layer;
 use ndlayers::activation::{Elu, Gelu, GeluApproximation, Mish, Selu, Silu, Softplus};
 use ndlayers::ndarray::{Array2, Ix2};
-use ndlayers::{Elementwise, ElementwiseFn};
+use ndlayers::{Elementwise, ElementwiseKernel};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const SHAPE: (usize, usize) = (256, 1024);
 
-fn bench<A: ElementwiseFn<f32>>(
+fn bench<A: ElementwiseKernel<f32>>(
     c: &mut Criterion,
     name: &str,
     mut layer: Elementwise<A, f32, Ix2>,

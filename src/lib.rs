@@ -127,7 +127,9 @@ pub mod sequential;
 pub mod softmax;
 pub mod state;
 
-pub use activation::{DerivativeFrom, Elementwise, ElementwiseFn, Relu, Sigmoid, Tanh};
+pub use activation::{
+    DerivativeFrom, Elementwise, ElementwiseFn, ElementwiseKernel, Relu, Sigmoid, Tanh,
+};
 pub use buffer::{uninit, zeros};
 pub use dense::{Dense, Init};
 pub use dropout::Dropout;

@@ -13,7 +13,7 @@ use ndlayers::activation::{
 use ndlayers::gradcheck::GradCheck;
 use ndlayers::ndarray::{Array1, Array2, Ix1, Ix2, array};
 use ndlayers::prelude::*;
-use ndlayers::{Elementwise, ElementwiseFn};
+use ndlayers::{Elementwise, ElementwiseKernel};
 
 type BoxedLayer = Box<dyn Layer<f64, Ix1>>;
 
@@ -399,7 +399,7 @@ mod prelu {
 /// kernel's scalar `value` in the flavour this CPU runs. The exponential
 /// units, SiLU and GELU run in two staged loops over blocks; this pins them
 /// to the one-call-per-element definition (4001 is no multiple of a block).
-fn layer_matches_scalar_value<F: Real, A: ElementwiseFn<F>>(
+fn layer_matches_scalar_value<F: Real, A: ElementwiseKernel<F>>(
     mut layer: Elementwise<A, F, Ix2>,
     name: &str,
 ) {

@@ -13,7 +13,7 @@ use ndlayers::prelude::*;
 use ndlayers::rand::SeedableRng;
 use ndlayers::rand::rngs::StdRng;
 use ndlayers::state::{Entry, Name};
-use ndlayers::{Elementwise, ElementwiseFn};
+use ndlayers::{Elementwise, ElementwiseKernel};
 
 fn dense(inputs: usize, outputs: usize, seed: u64) -> Dense<f64> {
     Dense::new(
@@ -212,7 +212,7 @@ fn every_layer_infers_what_it_forwards() {
 
 #[test]
 fn in_place_forward_matches_the_view_path_on_every_layout() {
-    fn check<A: ElementwiseFn<f64> + Default>() {
+    fn check<A: ElementwiseKernel<f64> + Default>() {
         let x = uniform((5, 40), -6.0, 6.0, 16);
         let g = uniform((5, 40), -1.0, 1.0, 17);
         for (name, select) in [

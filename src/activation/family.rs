@@ -28,7 +28,7 @@
 
 use ndarray::{Dimension, Ix2};
 
-use super::{DerivativeFrom, Elementwise, ElementwiseFn};
+use super::{DerivativeFrom, Elementwise, ElementwiseFn, ElementwiseKernel};
 use crate::layer::LayerError;
 use crate::math::{self, MulAdd, Reduced};
 use crate::real::Real;
@@ -83,10 +83,13 @@ macro_rules! plain_kernel {
 
         impl<F: Real> ElementwiseFn<F> for $kernel {
             const NAME: &'static str = $name;
+
             const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
             fused_by_default!();
+        }
 
+        impl<F: Real> ElementwiseKernel<F> for $kernel {
             #[inline(always)]
             fn value_with<M: MulAdd>(&self, $x: F) -> F {
                 $value
@@ -122,6 +125,7 @@ impl<F: Real> Default for LeakyReluFn<F> {
 
 impl<F: Real> ElementwiseFn<F> for LeakyReluFn<F> {
     const NAME: &'static str = "LeakyRelu";
+
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
     #[inline(always)]
@@ -141,6 +145,8 @@ impl<F: Real> ElementwiseFn<F> for LeakyReluFn<F> {
         }
     }
 }
+
+impl<F: Real> ElementwiseKernel<F> for LeakyReluFn<F> {}
 
 /// Leaky ReLU: `y = x` for `x > 0`, `a·x` otherwise (default `a = 0.01`).
 ///
@@ -192,9 +198,13 @@ impl<F: Real> Default for EluFn<F> {
 
 impl<F: Real> ElementwiseFn<F> for EluFn<F> {
     const NAME: &'static str = "Elu";
+
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
     fused_by_default!();
+}
+
+impl<F: Real> ElementwiseKernel<F> for EluFn<F> {
     staged_value!();
 
     #[inline(always)]
@@ -263,9 +273,13 @@ impl SeluFn {
 
 impl<F: Real> ElementwiseFn<F> for SeluFn {
     const NAME: &'static str = "Selu";
+
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
     fused_by_default!();
+}
+
+impl<F: Real> ElementwiseKernel<F> for SeluFn {
     staged_value!();
 
     #[inline(always)]
@@ -333,9 +347,13 @@ impl<F: Real> Default for CeluFn<F> {
 
 impl<F: Real> ElementwiseFn<F> for CeluFn<F> {
     const NAME: &'static str = "Celu";
+
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
     fused_by_default!();
+}
+
+impl<F: Real> ElementwiseKernel<F> for CeluFn<F> {
     staged_value!();
 
     #[inline(always)]
@@ -558,9 +576,13 @@ impl GeluFn {
 
 impl<F: Real> ElementwiseFn<F> for GeluFn {
     const NAME: &'static str = "Gelu";
+
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
     fused_by_default!();
+}
+
+impl<F: Real> ElementwiseKernel<F> for GeluFn {
     staged_value!();
 
     #[inline(always)]
@@ -643,9 +665,13 @@ pub struct SiluFn;
 
 impl<F: Real> ElementwiseFn<F> for SiluFn {
     const NAME: &'static str = "Silu";
+
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
     fused_by_default!();
+}
+
+impl<F: Real> ElementwiseKernel<F> for SiluFn {
     staged_value!();
 
     #[inline(always)]
@@ -752,9 +778,13 @@ impl MishFn {
 
 impl<F: Real> ElementwiseFn<F> for MishFn {
     const NAME: &'static str = "Mish";
+
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
     fused_by_default!();
+}
+
+impl<F: Real> ElementwiseKernel<F> for MishFn {
     staged_value!();
 
     #[inline(always)]
@@ -814,10 +844,13 @@ impl<F: Real> Default for SoftplusFn<F> {
 
 impl<F: Real> ElementwiseFn<F> for SoftplusFn<F> {
     const NAME: &'static str = "Softplus";
+
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
     fused_by_default!();
+}
 
+impl<F: Real> ElementwiseKernel<F> for SoftplusFn<F> {
     #[inline(always)]
     fn value_with<M: MulAdd>(&self, x: F) -> F {
         let z = self.beta * x;
@@ -921,6 +954,7 @@ impl<F: Real> Default for HardTanhFn<F> {
 
 impl<F: Real> ElementwiseFn<F> for HardTanhFn<F> {
     const NAME: &'static str = "HardTanh";
+
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
     #[inline(always)]
@@ -947,6 +981,8 @@ impl<F: Real> ElementwiseFn<F> for HardTanhFn<F> {
         }
     }
 }
+
+impl<F: Real> ElementwiseKernel<F> for HardTanhFn<F> {}
 
 /// HardTanh: `y = clamp(x, min, max)` (default `[-1, 1]`); `dy/dx = 1` strictly
 /// inside, 0 outside and at the kinks.
@@ -981,6 +1017,7 @@ impl Relu6Fn {
 
 impl<F: Real> ElementwiseFn<F> for Relu6Fn {
     const NAME: &'static str = "Relu6";
+
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
 
     #[inline(always)]
@@ -993,6 +1030,8 @@ impl<F: Real> ElementwiseFn<F> for Relu6Fn {
         Self::clamp::<F>().derivative(x)
     }
 }
+
+impl<F: Real> ElementwiseKernel<F> for Relu6Fn {}
 
 /// ReLU6: `y = clamp(x, 0, 6)`; `dy/dx = 1` on `(0, 6)`, else 0 (also at
 /// the kinks, as PyTorch).

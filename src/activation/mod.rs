@@ -13,9 +13,9 @@
 //! [`Softplus`], [`Softsign`], [`HardTanh`], [`Relu6`], [`HardSigmoid`],
 //! [`HardSwish`], [`LogSigmoid`].
 
-/// Inside an [`ElementwiseFn`] impl that writes `value_with` and
-/// `derivative_with`: defines `value` and `derivative` as their
-/// [`Fused`](crate::math::Fused) flavour.
+/// Inside an [`ElementwiseFn`] impl whose [`ElementwiseKernel`] impl writes
+/// `value_with` and `derivative_with`: defines `value` and `derivative` as
+/// their [`Fused`](crate::math::Fused) flavour.
 macro_rules! fused_by_default {
     () => {
         #[inline(always)]
@@ -30,8 +30,8 @@ macro_rules! fused_by_default {
     };
 }
 
-/// Inside an [`ElementwiseFn`] impl that writes `reduce_with` and
-/// `finish_with`: marks the kernel [`STAGED`](ElementwiseFn::STAGED) and
+/// Inside an [`ElementwiseKernel`] impl that writes `reduce_with` and
+/// `finish_with`: marks the kernel [`STAGED`](ElementwiseKernel::STAGED) and
 /// defines `value_with` as their composition, so every path computes the
 /// same bits.
 macro_rules! staged_value {
@@ -46,13 +46,15 @@ macro_rules! staged_value {
 }
 
 mod family;
+mod steps;
 pub use family::*;
+use steps::Steps;
 
 use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, Ix2};
 
 use crate::buffer::{cached_for, filled, filled_like, owned_copy, reuse, reuse_like};
-use crate::kernels::{self, Steps};
-pub use crate::kernels::{DerivativeFrom, ElementwiseFn};
+use crate::kernels;
+pub use crate::kernels::{DerivativeFrom, ElementwiseFn, ElementwiseKernel};
 use crate::layer::{Layer, LayerError};
 use crate::math::{self, MulAdd, Reduced};
 use crate::real::Real;
@@ -64,9 +66,13 @@ pub struct SigmoidFn;
 
 impl<F: Real> ElementwiseFn<F> for SigmoidFn {
     const NAME: &'static str = "Sigmoid";
+
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Output;
 
     fused_by_default!();
+}
+
+impl<F: Real> ElementwiseKernel<F> for SigmoidFn {
     staged_value!();
 
     #[inline(always)]
@@ -91,9 +97,13 @@ pub struct TanhFn;
 
 impl<F: Real> ElementwiseFn<F> for TanhFn {
     const NAME: &'static str = "Tanh";
+
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Output;
 
     fused_by_default!();
+}
+
+impl<F: Real> ElementwiseKernel<F> for TanhFn {
     staged_value!();
 
     #[inline(always)]
@@ -120,6 +130,7 @@ pub struct ReluFn;
 
 impl<F: Real> ElementwiseFn<F> for ReluFn {
     const NAME: &'static str = "Relu";
+
     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Output;
 
     #[inline(always)]
@@ -133,7 +144,9 @@ impl<F: Real> ElementwiseFn<F> for ReluFn {
         // y > 0 iff x > 0. Otherwise y is 0 (derivative 0, also at x = 0) or NaN (NaN).
         if y > F::zero() { F::ONE } else { y }
     }
+}
 
+impl<F: Real> ElementwiseKernel<F> for ReluFn {
     const STEP: bool = true;
 
     #[inline(always)]
@@ -303,7 +316,7 @@ impl<A, F, D: Dimension> Elementwise<A, F, D> {
     }
 }
 
-impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Elementwise<A, F, D> {
+impl<F: Real, D: Dimension, A: ElementwiseKernel<F>> Elementwise<A, F, D> {
     /// Writes `dL/dx` for the cached forward into `out` (same shape as the output).
     pub fn backward_into(
         &self,
@@ -357,7 +370,7 @@ impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Elementwise<A, F, D> {
 
 /// Any input layout works: the output has the input's memory order when the
 /// input is contiguous in either order, and is row-major otherwise.
-impl<F: Real, D: Dimension, A: ElementwiseFn<F>> Layer<F, D> for Elementwise<A, F, D> {
+impl<F: Real, D: Dimension, A: ElementwiseKernel<F>> Layer<F, D> for Elementwise<A, F, D> {
     /// Allocates only for a larger array or another memory order than before.
     fn forward_view(
         &mut self,

@@ -9,7 +9,7 @@ use ndarray::{ArrayView, ArrayViewMut, Axis, Dimension, Zip};
 use super::prefetch::{STREAM_BLOCK, prefetch};
 use super::staging::staged;
 use super::{Slot, chunked};
-use crate::math::{MulAdd, Reduced};
+use crate::math::MulAdd;
 use crate::real::Real;
 
 /// Which value an activation's derivative is written in terms of.
@@ -23,10 +23,41 @@ pub enum DerivativeFrom {
 
 /// One elementwise activation: its value and its derivative.
 ///
-/// Implement this to add an activation; [`Elementwise`](crate::activation::Elementwise) supplies the layer,
-/// the caching, the vectorised loops and every memory layout.
-/// Both methods must be branch-free in spirit (`if` on floats is fine: it
-/// becomes a blend) and `#[inline(always)]`, so the slice loops vectorise.
+/// Implement this (and [`ElementwiseKernel`], empty) to add an activation;
+/// [`Elementwise`](crate::activation::Elementwise) supplies the layer, the
+/// caching, the vectorised loops and every memory layout. Both methods must
+/// be branch-free in spirit (`if` on floats is fine: it becomes a blend) and
+/// `#[inline(always)]`, so the slice loops vectorise.
+///
+/// ```
+/// use ndlayers::activation::{DerivativeFrom, Elementwise, ElementwiseFn, ElementwiseKernel};
+/// use ndlayers::prelude::*;
+///
+/// /// `x³`, whose derivative `3x²` is written in terms of the input.
+/// #[derive(Debug, Clone, Copy, Default)]
+/// struct CubeFn;
+///
+/// impl<F: Real> ElementwiseFn<F> for CubeFn {
+///     const NAME: &'static str = "Cube";
+///     const DERIVATIVE_FROM: DerivativeFrom = DerivativeFrom::Input;
+///     #[inline(always)]
+///     fn value(&self, x: F) -> F {
+///         x * x * x
+///     }
+///     #[inline(always)]
+///     fn derivative(&self, x: F) -> F {
+///         F::lit(3.0) * x * x
+///     }
+/// }
+/// impl<F: Real> ElementwiseKernel<F> for CubeFn {}
+///
+/// let mut cube = Elementwise::<CubeFn, f64, ndlayers::ndarray::Ix1>::new();
+/// let y = cube.forward(ndlayers::ndarray::array![2.0, -1.0].view())?;
+/// assert_eq!(y, ndlayers::ndarray::array![8.0, -1.0]);
+/// let dx = cube.backward(ndlayers::ndarray::array![1.0, 1.0].view())?;
+/// assert_eq!(dx, ndlayers::ndarray::array![12.0, 3.0]);
+/// # Ok::<(), LayerError>(())
+/// ```
 pub trait ElementwiseFn<F: Real>: Clone + Debug + Send + Sync {
     /// Name used in error messages.
     const NAME: &'static str;
@@ -36,44 +67,46 @@ pub trait ElementwiseFn<F: Real>: Clone + Debug + Send + Sync {
     fn value(&self, x: F) -> F;
     /// `f'(x)`, written in terms of the cached value (`y` or `x`, per [`Self::DERIVATIVE_FROM`]).
     fn derivative(&self, cached: F) -> F;
+}
 
-    /// [`value`](Self::value) with the multiply-adds of [`crate::math`] in flavour `M`.
-    ///
-    /// The kernels call this, with [`Unfused`](crate::math::Unfused) on CPUs
-    /// without an FMA instruction. Activations that use `crate::math`
-    /// override it (and define `value` as `value_with::<Fused>`); the default
-    /// is `value` itself.
-    #[doc(hidden)]
+/// How the kernels evaluate an [`ElementwiseFn`]: hooks with defaults that
+/// call [`value`](ElementwiseFn::value) and
+/// [`derivative`](ElementwiseFn::derivative), so an activation of your own
+/// implements it empty. The built-in activations override them to run the
+/// multiply-adds of [`crate::math`] in each CPU's flavour, in two stages
+/// (`exp`-based functions), or with a one-bit cache (ReLU).
+pub trait ElementwiseKernel<F: Real>: ElementwiseFn<F> {
+    /// [`value`](ElementwiseFn::value) with the multiply-adds of
+    /// [`crate::math`] in flavour `M`: the kernels call this, with
+    /// [`Unfused`](crate::math::Unfused) on CPUs without an FMA instruction.
     #[inline(always)]
     fn value_with<M: MulAdd>(&self, x: F) -> F {
         self.value(x)
     }
 
-    /// [`derivative`](Self::derivative) with multiply-adds in flavour `M`; see [`Self::value_with`].
-    #[doc(hidden)]
+    /// [`derivative`](ElementwiseFn::derivative) with multiply-adds in flavour `M`; see [`Self::value_with`].
     #[inline(always)]
     fn derivative_with<M: MulAdd>(&self, cached: F) -> F {
         self.derivative(cached)
     }
 
     /// Whether the forward kernels compute [`Self::value_with`] in two
-    /// stages, as `finish_with(x, reduce_with(x))` (see the private
-    /// `kernels::staging::staged`). Set by the activations built on `exp`; the
-    /// default runs `value_with` in one loop.
-    #[doc(hidden)]
+    /// stages, as `finish_with(x, reduce_with(x))`, each a loop over an L1
+    /// block (the first stage's loop then has no calls and vectorises
+    /// fully). Set by the activations built on `exp`; the default runs
+    /// `value_with` in one loop.
     const STAGED: bool = false;
 
-    /// First stage of a [`Self::STAGED`] value: the argument reduction.
-    #[doc(hidden)]
+    /// First stage of a [`Self::STAGED`] value: the argument reduction, two
+    /// numbers per element.
     #[inline(always)]
-    fn reduce_with<M: MulAdd>(&self, x: F) -> Reduced<F> {
+    fn reduce_with<M: MulAdd>(&self, x: F) -> [F; 2] {
         [x, F::zero()]
     }
 
     /// Second stage of a [`Self::STAGED`] value, from `x` and [`Self::reduce_with`]`(x)`.
-    #[doc(hidden)]
     #[inline(always)]
-    fn finish_with<M: MulAdd>(&self, x: F, _reduced: Reduced<F>) -> F {
+    fn finish_with<M: MulAdd>(&self, x: F, _reduced: [F; 2]) -> F {
         self.value_with::<M>(x)
     }
 
@@ -81,20 +114,17 @@ pub trait ElementwiseFn<F: Real>: Clone + Debug + Send + Sync {
     /// that it is NaN at a NaN `x` (ReLU: 1 where `x > 0`, else 0). The layer
     /// then caches one bit an element rather than an array, wherever the
     /// input is contiguous and holds no NaN. The default is `false`.
-    #[doc(hidden)]
     const STEP: bool = false;
 
     /// For a [`Self::STEP`] activation: which side of the step `x` is on.
-    #[doc(hidden)]
     #[inline(always)]
     fn step(&self, _x: F) -> bool {
         false
     }
 
     /// For a [`Self::STEP`] activation: `f'` on the side where
-    /// [`Self::step`] is `high`; equal to [`Self::derivative`] of the value
-    /// cached there, so that both caches give the same bits.
-    #[doc(hidden)]
+    /// [`Self::step`] is `high`; equal to [`derivative`](ElementwiseFn::derivative)
+    /// of the value cached there, so that both caches give the same bits.
     #[inline(always)]
     fn step_derivative(&self, _high: bool) -> F {
         F::zero()
@@ -102,7 +132,7 @@ pub trait ElementwiseFn<F: Real>: Clone + Debug + Send + Sync {
 }
 
 simd! {
-    pub(crate) fn forward_slice<F: Real, A: ElementwiseFn<F>, O: Slot<F>>(act: &A, x: &[F], y: &mut [O]) {
+    pub(crate) fn forward_slice<F: Real, A: ElementwiseKernel<F>, O: Slot<F>>(act: &A, x: &[F], y: &mut [O]) {
         mul_add_flavour!(M);
         if A::STAGED {
             staged(x, y, |x| act.reduce_with::<M>(x), |x, r| act.finish_with::<M>(x, r));
@@ -119,7 +149,7 @@ simd! {
 }
 
 simd! {
-    fn backward_slice<F: Real, A: ElementwiseFn<F>, O: Slot<F>>(
+    fn backward_slice<F: Real, A: ElementwiseKernel<F>, O: Slot<F>>(
         act: &A,
         cached: &[F],
         g: &[F],
@@ -140,7 +170,7 @@ simd! {
 
 /// `y = act(x)` elementwise; `x` and `y` must have the same shape. Every
 /// element of `y` is written, so it may start uninitialised.
-pub(crate) fn map_unary<F: Real, A: ElementwiseFn<F>, D: Dimension, O: Slot<F>>(
+pub(crate) fn map_unary<F: Real, A: ElementwiseKernel<F>, D: Dimension, O: Slot<F>>(
     act: &A,
     x: ArrayView<'_, F, D>,
     mut y: ArrayViewMut<'_, O, D>,
@@ -173,7 +203,7 @@ pub(crate) fn map_unary<F: Real, A: ElementwiseFn<F>, D: Dimension, O: Slot<F>>(
 /// `y = act(y)` elementwise, in place: blocks of [`GATHER_BLOCK`] elements
 /// are copied to the stack, computed into the array and so run the same
 /// dispatched code, with the same bits, as [`map_unary`].
-pub(crate) fn map_unary_in_place<F: Real, A: ElementwiseFn<F>, D: Dimension>(
+pub(crate) fn map_unary_in_place<F: Real, A: ElementwiseKernel<F>, D: Dimension>(
     act: &A,
     mut y: ArrayViewMut<'_, F, D>,
 ) {
@@ -232,7 +262,7 @@ fn contiguous_rows(shape: &[usize], strides: &[&[isize]]) -> Option<Axis> {
 
 /// `out = g · act'(cached)` elementwise; all three must have the same shape.
 /// Every element of `out` is written, so it may start uninitialised.
-pub(crate) fn map_backward<F: Real, A: ElementwiseFn<F>, D: Dimension, O: Slot<F>>(
+pub(crate) fn map_backward<F: Real, A: ElementwiseKernel<F>, D: Dimension, O: Slot<F>>(
     act: &A,
     cached: ArrayView<'_, F, D>,
     g: ArrayView<'_, F, D>,

@@ -92,12 +92,12 @@ mod softmax;
 mod staging;
 mod steps;
 
-pub use elementwise::{DerivativeFrom, ElementwiseFn};
+pub use elementwise::{DerivativeFrom, ElementwiseFn, ElementwiseKernel};
 pub(crate) use elementwise::{forward_slice, map_backward, map_unary, map_unary_in_place};
 pub(crate) use log_softmax::{log_softmax_backward_rows, log_softmax_rows};
 pub(crate) use reduce::sum;
 pub(crate) use softmax::{softmax_backward_rows, softmax_rows};
-pub(crate) use steps::Steps;
+pub(crate) use steps::{WORD, backward_chunks, forward_chunks};
 
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
