@@ -17,12 +17,7 @@ pub(crate) fn try_vec<F>(
     layer: &'static str,
     size: String,
 ) -> Result<Vec<F>, LayerError> {
-    let too_large = |requirement| LayerError::InvalidParameter {
-        layer,
-        name: "size",
-        value: size.clone(),
-        requirement,
-    };
+    let too_large = |requirement| LayerError::invalid(layer, "size", &size, requirement);
     if len
         .checked_mul(std::mem::size_of::<F>())
         .is_none_or(|bytes| bytes > isize::MAX as usize)
@@ -56,12 +51,9 @@ pub(crate) fn is_fortran<F, D: Dimension>(a: &ArrayView<'_, F, D>) -> bool {
 
 /// Fresh arrays of at least this many bytes ask the kernel for transparent
 /// huge pages (Linux), numpy's threshold. Two costs shrink with them: a fresh
-/// array's first write faults once per 4 KiB page (writing a fresh 4096x4096
-/// `f32` array took 2.19 ns an element with 4 KiB pages, 0.77 with 2 MiB
-/// ones, 0.34 into memory already touched), and every later pass over a
-/// layer's buffer walks the page tables once per 4 KiB (softmax backward
-/// 4096x1000 `f32` view path, buffers of 16 MiB: 0.787 → 0.508 ns an element).
-/// Both measured on an AMD EPYC Zen 4 (AVX-512), one thread. Where the block
+/// array's first write faults once per 4 KiB page, and every later pass over
+/// a layer's buffer walks the page tables once per 4 KiB (the CHANGELOG has
+/// the measurements). Where the block
 /// is recycled heap memory already mapped, the advice is one system call
 /// that changes nothing.
 const HUGE_PAGE_MIN_BYTES: usize = 4 << 20;
@@ -164,21 +156,13 @@ pub(crate) unsafe fn filled_like<F: Real, D: Dimension>(
 ///
 /// Row- and column-major views are copied by [`crate::kernels::copy_into`] into a [`filled`]
 /// array: not zeroed first, advised to huge pages when large, and written with
-/// vector stores. (`to_owned`'s `memcpy`, in glibc 2.36 on this machine,
-/// copies anything past 2 KiB with `rep movsb`; non-temporal stores start
-/// only at 240 MiB.) Other layouts are `to_owned`. AMD EPYC Zen 4
-/// (AVX-512), one thread, three interleaved runs, owned forward, µs
-/// (`to_owned` against this): sigmoid 256x4096 677-828 against 653-817, tanh
-/// 256x4096 828-887 against 774-912, softmax 4096x1000 4083-5716 against
-/// 3738-4172. (A zeroed [`fresh`] array was slower still: softmax 4096x1000
-/// 1.54 ns an element against `to_owned`'s 1.15, the clearing of recycled
-/// heap memory.)
+/// vector stores (a C library's `memcpy`, behind `to_owned`, may copy with
+/// `rep movsb`, slower for these sizes on some CPUs; a zeroed [`fresh`] array
+/// pays for clearing recycled memory first). Other layouts are `to_owned`.
 ///
-/// The owned forwards of contiguous input no longer come here: they write the
-/// result and the cache in one pass (`kernels::teed`); ReLU caches bits (`kernels::Steps`).
-/// On an AMD EPYC Zen 4 that one pass was no faster than this copy (blocks
-/// appended to a `Vec`: ReLU 256x4096 290-527 µs against 225-269); on an
-/// Intel Xeon with a 2 MiB L2 it is (see `teed`).
+/// The owned forwards of contiguous input do not come here: they write the
+/// result and the cache in one pass (`kernels::teed`); ReLU caches bits
+/// (`activation::steps::Steps`).
 pub(crate) fn owned_copy<F: Real, D: Dimension>(view: ArrayView<'_, F, D>) -> Array<F, D> {
     let fortran = is_fortran(&view);
     let Some(from) = view
@@ -249,9 +233,7 @@ pub(crate) fn reuse_like<'a, F: Real, D: Dimension>(
 ///
 /// Every layer allocates its buffers this way. Allocate large input batches
 /// this way too when they are reused: a pass over memory in 4 KiB pages walks
-/// the page tables once per page, and the first write to each page faults
-/// (a 4096x1000 `f32` softmax backward ran 35% faster with its buffers in
-/// huge pages; AMD EPYC Zen 4, one thread).
+/// the page tables once per page, and the first write to each page faults.
 ///
 /// ```
 /// let mut x = ndlayers::zeros::<f32, _, _>((2048, 1024));

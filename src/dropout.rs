@@ -5,7 +5,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::buffer::{cached_for, reuse_like};
-use crate::layer::{Layer, LayerError};
+use crate::error::{LayerError, require};
+use crate::layer::Layer;
 use crate::real::Real;
 use crate::state::StateDict;
 
@@ -55,14 +56,8 @@ impl<F: Real, D: Dimension> Dropout<F, D> {
     /// Drops each element with probability `p` in `[0, 1]`; the mask's
     /// generator is seeded with `seed`. The layer starts in training mode.
     pub fn new(p: f64, seed: u64) -> Result<Self, LayerError> {
-        if !(0.0..=1.0).contains(&p) {
-            return Err(LayerError::InvalidParameter {
-                layer: NAME,
-                name: "p",
-                value: p.to_string(),
-                requirement: "must be a probability, in [0, 1]",
-            });
-        }
+        let valid = (0.0..=1.0).contains(&p);
+        require(NAME, "p", p, valid, "must be a probability, in [0, 1]")?;
         Ok(Dropout {
             p,
             rng: StdRng::seed_from_u64(seed),

@@ -191,3 +191,24 @@ pub(crate) fn first_where<F: Copy, D: ndarray::Dimension>(
         .find(|&(_, &v)| bad(v))
         .map(|(index, &v)| (ndarray::Dimension::slice(&index).to_vec(), v))
 }
+
+/// `Ok` if `valid` holds for every element of `values`, otherwise the
+/// [`LayerError::InvalidParameter`] naming `layer`, `name`, the first element
+/// that breaks it and where (`-inf at [1, 2]`).
+pub(crate) fn require_all<F: Copy + Display, D: ndarray::Dimension>(
+    layer: &'static str,
+    name: &'static str,
+    values: &ndarray::ArrayView<'_, F, D>,
+    valid: impl Fn(F) -> bool,
+    requirement: &'static str,
+) -> Result<(), LayerError> {
+    match first_where(values, |v| !valid(v)) {
+        None => Ok(()),
+        Some((index, value)) => Err(LayerError::invalid(
+            layer,
+            name,
+            format_args!("{value} at {index:?}"),
+            requirement,
+        )),
+    }
+}

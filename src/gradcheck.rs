@@ -24,7 +24,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use thiserror::Error;
 
-use crate::layer::{Layer, LayerError};
+use crate::error::LayerError;
+use crate::layer::Layer;
 use crate::state::{Entry, EntryMut, Name, StateDict};
 
 /// Settings for a finite-difference check. `Default` uses PyTorch's `gradcheck` values.
@@ -189,12 +190,7 @@ impl GradCheck {
     /// negative, and not both 0 (no comparison could then pass).
     pub fn validate(&self) -> Result<(), LayerError> {
         let invalid = |name: &'static str, value: f64, requirement: &'static str| {
-            Err(LayerError::InvalidParameter {
-                layer: "GradCheck",
-                name,
-                value: value.to_string(),
-                requirement,
-            })
+            Err(LayerError::invalid("GradCheck", name, value, requirement))
         };
         let (lo, hi) = Self::STEP_RANGE;
         if !(self.step >= lo && self.step <= hi) {

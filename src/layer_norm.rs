@@ -3,7 +3,8 @@
 use ndarray::{Array, Array1, ArrayView, ArrayView1, Axis, CowArray, Dimension, Ix2};
 
 use crate::buffer::{cached_for, reuse, try_vec};
-use crate::layer::{Layer, LayerError};
+use crate::error::{LayerError, require, require_all};
+use crate::layer::Layer;
 use crate::real::Real;
 use crate::state::{Entry, EntryMut, Name, StateDict};
 
@@ -55,14 +56,13 @@ pub struct LayerNorm<F, D: Dimension = Ix2> {
 impl<F: Real, D: Dimension> LayerNorm<F, D> {
     /// Normalises rows of `features ≥ 1` elements, with PyTorch's `eps = 1e-5`.
     pub fn new(features: usize) -> Result<Self, LayerError> {
-        if features == 0 {
-            return Err(LayerError::InvalidParameter {
-                layer: NAME,
-                name: "features",
-                value: "0".into(),
-                requirement: "must be at least 1",
-            });
-        }
+        require(
+            NAME,
+            "features",
+            features,
+            features > 0,
+            "must be at least 1",
+        )?;
         let filled = |value: F| -> Result<Array1<F>, LayerError> {
             let mut v = try_vec(features, NAME, format!("{features} features"))?;
             v.resize(features, value);
@@ -83,15 +83,8 @@ impl<F: Real, D: Dimension> LayerNorm<F, D> {
 
     /// The same layer with `eps` (positive and finite) added to the variance.
     pub fn with_eps(mut self, eps: F) -> Result<Self, LayerError> {
-        if !(eps > F::zero() && eps.is_finite()) {
-            return Err(LayerError::InvalidParameter {
-                layer: NAME,
-                name: "eps",
-                value: eps.to_string(),
-                requirement: "must be positive and finite",
-            });
-        }
-        self.eps = eps;
+        let valid = eps > F::zero() && eps.is_finite();
+        self.eps = require(NAME, "eps", eps, valid, "must be positive and finite")?;
         Ok(self)
     }
 
@@ -128,14 +121,7 @@ impl<F: Real, D: Dimension> LayerNorm<F, D> {
     ) -> Result<(), LayerError> {
         for (name, values) in [("weight", &weight), ("bias", &bias)] {
             LayerError::check_shape(NAME, name, self.weight.shape(), values.shape())?;
-            if let Some((i, v)) = values.indexed_iter().find(|(_, v)| !v.is_finite()) {
-                return Err(LayerError::InvalidParameter {
-                    layer: NAME,
-                    name,
-                    value: format!("{v} at [{i}]"),
-                    requirement: "must be finite",
-                });
-            }
+            require_all(NAME, name, values, F::is_finite, "must be finite")?;
         }
         self.weight.assign(&weight);
         self.bias.assign(&bias);

@@ -7,9 +7,9 @@
 use ndarray::{Array, Array2, ArrayView, ArrayView1, ArrayView2, Dimension, Ix2, Zip};
 
 use crate::buffer::{reuse, reuse_like};
+use crate::error::{LayerError, require_all};
 use crate::kernels;
 use crate::layer::Layer;
-use crate::layer::LayerError;
 use crate::real::Real;
 
 /// Softmax followed by cross-entropy against integer class labels, fused, averaged over the batch.
@@ -199,18 +199,9 @@ fn label<U: ClassIndex>(labels: &ArrayView1<'_, U>, row: usize) -> usize {
 impl<F: Real> ClassTargets<F> for ArrayView2<'_, F> {
     fn check(&self, batch: usize, classes: usize) -> Result<(), LayerError> {
         LayerError::check_shape(CE, "target probabilities", &[batch, classes], self.shape())?;
-        match self
-            .indexed_iter()
-            .find(|(_, t)| !(t.is_finite() && **t >= F::zero()))
-        {
-            Some(((row, class), t)) => Err(LayerError::InvalidParameter {
-                layer: CE,
-                name: "target probability",
-                value: format!("{t} at [{row}, {class}]"),
-                requirement: "must be finite and non-negative",
-            }),
-            None => Ok(()),
-        }
+        let valid = |t: F| t.is_finite() && t >= F::zero();
+        let requirement = "must be finite and non-negative";
+        require_all(CE, "target probability", self, valid, requirement)
     }
 
     fn row_loss(&self, row: usize, log_p: &[F]) -> F {

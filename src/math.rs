@@ -247,9 +247,9 @@ pub(crate) fn sigmoid_reduce<M: MulAdd, F: Real>(x: F) -> Reduced<F> {
 // exhaustive test). So the saturation points are where correct rounding puts
 // them (f32 tanh reaches 1 at 9.010914, σ at 17.32868, the first floats past
 // atanh(1 - 2^-25) and ln(2^25 - 1)), and the cached `y` is as good as
-// PyTorch's for the backward `(1 - y)(1 + y)` and `y(1 - y)`. The cost, on
-// an AMD EPYC Zen 4 (AVX-512), one thread: f32 sigmoid 0.37 → 0.57 ns an
-// element, tanh 0.34 → 0.65 (256x4096 forward, view path).
+// PyTorch's for the backward `(1 - y)(1 + y)` and `y(1 - y)`, at the cost
+// of a longer polynomial and the double-word arithmetic (the README's
+// performance tables show where that leaves the forwards).
 
 /// Cody–Waite reduction `a = k·ln2 + r_hi + r_lo` that keeps the rounding of
 /// `r` in `r_lo`; returns `[k + shifter, r_hi, r_lo]`, for a `shifter` of
@@ -573,7 +573,7 @@ fn polynomial<M: MulAdd, F: Real>(r: F, coefficients: &[F]) -> F {
 /// group keeps the exact leading `r`, so its rounding is relative to the
 /// result; the second is [`polynomial`]'s Estrin tree. The two groups are
 /// independent, so the chain is one multiply-add shorter than `r + r²·P(r)`
-/// (16 cycles instead of 20 on Zen 3), at the price of one more rounding of
+/// (four cycles less of latency), at the price of one more rounding of
 /// the first group (tanh's worst case for `f32` moves from 2.50 to 2.58 ulp).
 /// The truncation bound is on `Internals::EXPM1_TAYLOR`.
 #[inline(always)]

@@ -4,12 +4,9 @@
 //! (transposed, stepped, reversed views).
 //!
 //! Chosen over ndarray's `general_mat_mul` (the `matrixmultiply` crate, whose
-//! kernels stop at AVX2) by measurement, `cargo bench --bench networks --
-//! dense_products`, one thread, `f32`, AMD EPYC Zen 4 (AVX-512), GFLOP/s of
-//! `Dense`'s forward product: 106 against 86 at batch 256 with a 1024x1024
-//! weight, 94 against 49 at batch 32, 28 against 2.5 at batch 1 (gemm
-//! without `avx512`: 95, 47, 31); the weight gradient at batch 256, 4096x4096:
-//! 105 against 69.
+//! kernels stop at AVX2 and whose small products are slow) by measurement:
+//! `cargo bench --bench networks -- dense_products` compares them; the
+//! CHANGELOG has the figures.
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 

@@ -6,7 +6,8 @@ use ndarray::{
 };
 
 use crate::buffer::{cached_for, is_fortran, reuse_like, try_vec};
-use crate::layer::{Layer, LayerError};
+use crate::error::{LayerError, require, require_all};
+use crate::layer::Layer;
 use crate::real::Real;
 use crate::state::{Entry, EntryMut, Name, StateDict};
 
@@ -63,14 +64,9 @@ impl<F: Real, D: Dimension> Prelu<F, D> {
 
     /// Starts from the given slopes (at least one, all finite).
     pub fn with_weight(weight: Array1<F>) -> Result<Self, LayerError> {
-        if weight.is_empty() || weight.iter().any(|a| !a.is_finite()) {
-            return Err(LayerError::InvalidParameter {
-                layer: NAME,
-                name: "weight",
-                value: format!("{weight}"),
-                requirement: "needs at least one slope, all finite",
-            });
-        }
+        let requirement = "needs at least one slope, all finite";
+        require(NAME, "weight", &weight, !weight.is_empty(), requirement)?;
+        require_all(NAME, "weight", &weight.view(), F::is_finite, requirement)?;
         let mut grad = try_vec(weight.len(), NAME, format!("{} channels", weight.len()))?;
         grad.resize(weight.len(), F::zero());
         Ok(Prelu {
@@ -96,14 +92,7 @@ impl<F: Real, D: Dimension> Prelu<F, D> {
     /// every buffer. On error nothing changes.
     pub fn set_weight(&mut self, weight: ArrayView1<'_, F>) -> Result<(), LayerError> {
         LayerError::check_shape(NAME, "weight", self.weight.shape(), weight.shape())?;
-        if let Some((i, a)) = weight.indexed_iter().find(|(_, a)| !a.is_finite()) {
-            return Err(LayerError::InvalidParameter {
-                layer: NAME,
-                name: "weight",
-                value: format!("{a} at [{i}]"),
-                requirement: "must be finite",
-            });
-        }
+        require_all(NAME, "weight", &weight, F::is_finite, "must be finite")?;
         self.weight.assign(&weight);
         Ok(())
     }

@@ -5,7 +5,8 @@ use std::fmt;
 use ndarray::{Array, ArrayView, Dimension, Ix2};
 
 use crate::buffer::reuse_like;
-use crate::layer::{Layer, LayerError};
+use crate::error::LayerError;
+use crate::layer::Layer;
 use crate::real::Real;
 use crate::state::{Entry, EntryMut, Name, StateDict};
 

@@ -13,8 +13,9 @@ use std::mem::MaybeUninit;
 use ndarray::{Array, Array3, ArrayView, ArrayViewMut, Axis, CowArray, Dimension, Ix2};
 
 use crate::buffer::{filled, fresh, reuse_like};
+use crate::error::{LayerError, require};
 use crate::kernels;
-use crate::layer::{Layer, LayerError};
+use crate::layer::Layer;
 use crate::real::Real;
 use crate::state::StateDict;
 
@@ -351,14 +352,13 @@ impl<F: Real> Normalize<SoftmaxKind, F, Ix2> {
             .checked_mul(classes)
             .and_then(|square| square.checked_mul(rows))
             .filter(|&n| n <= Self::JACOBIAN_MAX_ELEMENTS);
-        if elements.is_none() {
-            return Err(LayerError::InvalidParameter {
-                layer: SoftmaxKind::NAME,
-                name: "jacobian size",
-                value: format!("{rows} rows x {classes}² classes"),
-                requirement: "at most 2^27 elements (1 GiB of f64); use backward for products with the Jacobian",
-            });
-        }
+        require(
+            SoftmaxKind::NAME,
+            "jacobian size",
+            format_args!("{rows} rows x {classes}² classes"),
+            elements.is_some(),
+            "at most 2^27 elements (1 GiB of f64); use backward for products with the Jacobian",
+        )?;
         Ok(Array3::from_shape_fn(
             (rows, classes, classes),
             |(b, i, j)| {

@@ -29,29 +29,9 @@
 use ndarray::{Dimension, Ix2};
 
 use super::{DerivativeFrom, Elementwise, ElementwiseFn, ElementwiseKernel};
-use crate::layer::LayerError;
+use crate::error::{LayerError, require};
 use crate::math::{self, MulAdd, Reduced};
 use crate::real::Real;
-
-/// Checks a hyperparameter, naming it and the rule it broke.
-fn require<F: Real>(
-    layer: &'static str,
-    name: &'static str,
-    value: F,
-    ok: bool,
-    requirement: &'static str,
-) -> Result<(), LayerError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(LayerError::InvalidParameter {
-            layer,
-            name,
-            value: value.to_string(),
-            requirement,
-        })
-    }
-}
 
 /// `x · factor`, but a zero with the sign of `x` when `factor` is 0: the
 /// limit of `x · f(x)` as `x → ±∞` where `f → 0`, instead of `∞ · 0 = NaN`,

@@ -53,9 +53,10 @@ use steps::Steps;
 use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, Ix2};
 
 use crate::buffer::{cached_for, filled, filled_like, owned_copy, reuse, reuse_like};
+use crate::error::LayerError;
 use crate::kernels;
 pub use crate::kernels::{DerivativeFrom, ElementwiseFn, ElementwiseKernel};
-use crate::layer::{Layer, LayerError};
+use crate::layer::Layer;
 use crate::math::{self, MulAdd, Reduced};
 use crate::real::Real;
 use crate::state::StateDict;

@@ -1,9 +1,9 @@
 //! What an activation whose derivative is a step (ReLU) keeps instead of a
 //! cached array: one bit an element, recorded by the forward kernel.
 //!
-//! Why: ReLU's owned forward used to compute into its cache and copy the
-//! cache out, four memory streams (read `x`, write the cache, read it, write
-//! the result) where PyTorch has two. With a mask it has two and 1/32 of one
+//! Why: an owned forward that computes into a cache of values and copies the
+//! cache out has four memory streams (read `x`, write the cache, read it,
+//! write the result) where PyTorch has two. With a mask it has two and 1/32 of one
 //! (`f32`), and backward reads `g` and the mask instead of `g` and `y`.
 //!
 //! The bits cannot say NaN, whose gradient is NaN: a forward that meets one

@@ -163,12 +163,9 @@ impl<F: Real> Slot<F> for MaybeUninit<F> {
 /// Independent accumulators in a reduction (maxima, dot products): two
 /// AVX-512 or four AVX2 registers of `f32`, so that the 4-cycle adds of one
 /// accumulator do not set the pace. The same at every level, so the bits are
-/// too. Was 16, one AVX-512 register: softmax backward view path, Intel Xeon
-/// (family 6 model 167), one thread, ns an element, 16 → 32 lanes (and the
-/// remainder of a row spread over the lanes, not added into one): AVX-512,
-/// 64x1000 `f32` 0.243 → 0.131, 256x32768 0.61-0.69 → 0.51-0.52; AVX2 0.246
-/// → 0.135 and 0.66-0.76 → 0.55-0.57; 64 lanes gained nothing more. The
-/// baseline (SSE2) level, 8 registers of 4 lanes, lost: 0.171 → 0.212.
+/// too. Fewer lanes let the adds' latency set the pace; more gained nothing;
+/// the baseline (SSE2) level, 8 registers of 4 lanes, pays for this with
+/// spills (the CHANGELOG has the measurements).
 pub(crate) const LANES: usize = 32;
 
 /// Below this many elements a loop stays on the calling thread, so that small
@@ -233,10 +230,8 @@ const TEE_BYTES: usize = 16 << 10;
 ///
 /// The owned forward of the layers that cache their output, where computing
 /// into the cache and then copying the whole of it out would read the cache
-/// back from memory. Intel Xeon (family 6 model 167; AVX-512, 2 MiB L2), one
-/// thread, ns an element, the copy against this: sigmoid 256x4096 `f32`
-/// 0.735 → 0.613, tanh 0.828 → 0.706 (the view path, which writes only the
-/// cache: 0.453, 0.545); on 16x1024, L2-resident, no change.
+/// back from memory (for arrays larger than L2; on L2-resident ones the two
+/// are equal).
 pub(crate) fn teed<F: Real>(
     x: &[F],
     cache: &mut [F],

@@ -5,16 +5,12 @@
 //! the block is computed rather than when the loop reaches them.
 //!
 //! Why: the CPUs' own stream prefetchers do not always keep up, and the cost
-//! shows where a kernel is bound by arithmetic and by memory at once. Intel
-//! Xeon (family 6 model 167), one thread, `f32`, view path, ns an element,
-//! without → with: sigmoid forward 4096x4096 (64 MiB, from L3) 1.35 → 0.70 at
-//! AVX2 and 0.65 → 0.55 at AVX-512; tanh forward 1.53 → 0.78 and 0.73 →
-//! 0.59; on 256x4096 about 5% at either level. Memory-bound loops gain
-//! little: sigmoid and tanh backward on 4096x4096 were faster with it in 11
-//! of 12 alternating runs, by 2-10%; ReLU's and the softmax rows' loops are
-//! left without (no gain; a burst per block of short softmax rows cost 10%).
-//! Distances from 1 to 8 KiB gave the same; asking for the output lines too
-//! (`prefetchw`) gained nothing.
+//! shows where a kernel is bound by arithmetic and by memory at once (the
+//! `exp`-based forwards over arrays larger than L2 gain most; the CHANGELOG
+//! has the measurements). Memory-bound loops gain little; ReLU's and the
+//! softmax rows' loops are left without (no gain, and a burst per block of
+//! short softmax rows cost more than it saved). Any distance from 1 to 8 KiB
+//! does; asking for the output lines too (`prefetchw`) gained nothing.
 //!
 //! A prefetch is only a hint: it never faults and never changes what a
 //! program computes, so results are the same bits with or without it. On

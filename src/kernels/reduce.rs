@@ -111,15 +111,12 @@ pub(super) fn vjp_row_then_dot<F: Real, O: Slot<F>>(
 /// Plain partial sums of 32768 `f32` softmax terms drift by ~6 ulp; with the
 /// errors carried, the sum is as good as if computed in twice the precision
 /// and rounded (plus the final combination of the lanes), whatever the length.
-/// Kahan's compensation, used before, has about the same accuracy, but its
+/// Kahan's compensation has about the same accuracy, but its
 /// correction is a chain of four dependent operations a step (16 cycles on
 /// AVX-512, the pace of the whole pass); here only the two sums are chains,
-/// one addition each, and the six operations of a two-sum run in parallel.
-/// Softmax forward view path, Intel Xeon (family 6 model 167), one thread,
-/// ns an element, Kahan → this: AVX-512, 4x32768 `f32` (L2-resident) 0.573 →
-/// 0.512-0.538, 256x32768 0.66-0.73 → 0.58-0.60; AVX2 (four registers a chain
-/// there already), 4x32768 0.715 → 0.744, 64x1000 0.727 → 0.771. The lanes
-/// are the same at every level, so the bits are too.
+/// one addition each, and the six operations of a two-sum run in parallel
+/// (the CHANGELOG has the measurements). The lanes are the same at every
+/// level, so the bits are too.
 #[inline(always)]
 pub(crate) fn sum<F: Real>(x: &[F]) -> F {
     let mut total = [F::zero(); SUM_LANES];

@@ -20,8 +20,8 @@ pub(crate) const SHORT_ROW: usize = 128;
 /// Why: whatever the row length, each per-row step is then a fixed-width
 /// operation that LLVM emits as one or two vector instructions, and a
 /// reduction is a shuffle tree of depth `log2 W`. A scalar fold over a row of
-/// 10 would be 10 dependent operations (softmax on 65536×10: row maximum and
-/// sum cost 1.1 ns an element that way). Elements in the overlap are computed
+/// 10 would be 10 dependent operations, a chain that sets the pace of the
+/// whole row. Elements in the overlap are computed
 /// twice from the same inputs, so both stores write the same bits.
 #[derive(Clone, Copy)]
 pub(super) struct Ends<F, const W: usize> {

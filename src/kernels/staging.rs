@@ -7,12 +7,13 @@ use crate::math::{self, MulAdd, Reduced};
 use crate::real::Real;
 
 /// Elements in a block of [`staged`]: its two stack buffers (2 KiB for `f32`)
-/// stay in L1. (Measured: 64 loses most of the gain, 1024 some of it.)
+/// stay in L1, while a block is long enough to repay the second loop's setup
+/// (64 lost most of the gain, 1024 some of it).
 const STAGE_BLOCK: usize = 256;
 
 /// Slices shorter than this are computed in one loop by [`staged`]: a
 /// 256-element block's worth of setup (two stack buffers) is not repaid
-/// below it (measured on rows of 64: 0.81 ns an element staged, 0.55 not).
+/// below it (rows of 64 were a third slower staged).
 const MIN_STAGED: usize = 256;
 
 /// A stack buffer on its own cache lines, so that no vector load or store
@@ -25,15 +26,12 @@ pub(super) struct CacheAligned<T>(pub(super) T);
 /// back and finishes. Same operations, so the same bits as one loop.
 ///
 /// Why: in one loop, every element carries a dependency chain of about 50
-/// cycles (sigmoid: the reduction, the polynomial, a division), and Zen 3's
-/// floating-point scheduler holds only about three iterations of it, so
-/// the loop runs at the chain's pace, not the pipes'. Each stage alone has a
-/// chain half as long; the round trip through L1 costs two stores and two
-/// loads per vector of eight `f32`. Measured on L1-resident data (2048
-/// elements): sigmoid 0.53 → 0.43 ns an element, tanh 0.60 → 0.44, softmax
-/// rows of 1000 0.745 → 0.725. The buffers must be cache-line aligned: at
-/// 8 bytes off, every other vector store is split across two lines and the
-/// gain is gone (sigmoid 0.64 ns, at about half of all stack positions).
+/// cycles (sigmoid: the reduction, the polynomial, a division), and a
+/// floating-point scheduler that holds only a few iterations of it runs the
+/// loop at the chain's pace, not the pipes'. Each stage alone has a chain
+/// half as long; the round trip through L1 costs two stores and two loads
+/// per vector. The buffers must be cache-line aligned: at 8 bytes off, every
+/// other vector store is split across two lines and the gain is gone.
 #[inline(always)]
 pub(super) fn staged<F: Real, O: Slot<F>>(
     x: &[F],

@@ -17,11 +17,9 @@ pub(crate) const WORD: usize = 64;
 /// Inside a `simd!` body: defines `pack(&[u8; WORD]) -> u64`, whose bit `i`
 /// is set where byte `i` is (each byte 0 or 1), with the mask instructions of
 /// the target being compiled. Written as a loop of shifts and ors, LLVM
-/// vectorises it into about 100 instructions per word (ReLU forward 256x4096
-/// `f32` view, AMD EPYC Zen 4, AVX-512, one thread: 183 µs, against 96 µs for
-/// the values alone, and 114 µs with this); one `vptestmb` (AVX-512) or four
-/// `pmovmskb` (SSE2, every x86-64) do it. Elsewhere, a multiplication per
-/// eight bytes.
+/// vectorises it into about 100 instructions per word, which nearly doubled
+/// ReLU's forward; one `vptestmb` (AVX-512) or four `pmovmskb` (SSE2, every
+/// x86-64) do it. Elsewhere, a multiplication per eight bytes.
 macro_rules! bit_packer {
     () => {
         #[multiversion::target::target_cfg(all(
