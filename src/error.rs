@@ -86,10 +86,11 @@ pub enum LayerError {
     },
     /// An optimiser's state does not fit the parameters it is asked to
     /// update, or is not one the optimiser could have written.
-    #[error("{optimizer}: state of `{name}`: {reason}")]
+    #[error("{owner}: state of `{name}`: {reason}")]
     InvalidState {
-        /// The optimiser.
-        optimizer: &'static str,
+        /// Whose state: the optimiser, or `"state walk"` for a layer whose
+        /// two walks disagree.
+        owner: &'static str,
         /// The parameter (or `"step"` for the step count).
         name: String,
         /// What is wrong with it.
@@ -113,10 +114,10 @@ impl LayerError {
         }
     }
 
-    /// A [`LayerError::InvalidState`] of `optimizer` for the parameter `name`.
-    pub(crate) fn state(optimizer: &'static str, name: impl Display, reason: impl Display) -> Self {
+    /// A [`LayerError::InvalidState`] of `owner` for the entry `name`.
+    pub(crate) fn state(owner: &'static str, name: impl Display, reason: impl Display) -> Self {
         LayerError::InvalidState {
-            optimizer,
+            owner,
             name: name.to_string(),
             reason: reason.to_string(),
         }

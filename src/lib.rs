@@ -27,8 +27,9 @@
 //! Softsign, HardTanh, ReLU6, HardSigmoid, HardSwish, LogSigmoid), softmax,
 //! [`LogSoftmax`] and [`Softmin`] along any axis ([`Softmax::along`]), the
 //! learnable [`Prelu`], and for training: [`Dense`], the losses
-//! [`SoftmaxCrossEntropy`] and [`Mse`], [`Sgd`] over the [`Parameters`]
-//! trait, and a public gradient checker, [`gradcheck`].
+//! [`SoftmaxCrossEntropy`] and [`Mse`], [`Sgd`], [`Adam`] and [`AdamW`] over
+//! the [`StateDict`] trait, checkpoints, and a public gradient checker,
+//! [`gradcheck`].
 //!
 //! Each layer's page has a table of what it does with `NaN`, `±∞`, huge
 //! values and empty arrays. In short: forward results are within 4 ulps of
@@ -38,19 +39,22 @@
 //!
 //! # How the modules stack
 //!
-//! From the bottom up; each uses only those above it:
+//! From the bottom up; each uses only modules listed before it (checked
+//! with `shared/tools/module-circles src`: no module imports one that
+//! imports it back):
 //!
 //! | module | what |
 //! |---|---|
-//! | [`real`] | [`Real`], the float trait (`f32`, `f64`) |
-//! | [`math`] | branch-free `exp`, `expm1`, `ln_1p`, `sigmoid`, `tanh`, in two multiply-add flavours |
-//! | `kernels` (private) | the SIMD loops, dispatched at run time; [`ElementwiseFn`] is what they run |
-//! | [`layer`] | [`Layer`] and [`LayerError`] |
-//! | [`optim`] | [`Parameters`], the view of a layer's weights, and the optimisers [`Sgd`], [`Adam`], [`AdamW`] |
-//! | [`activation`], [`softmax`], [`prelu`] | the activation layers |
-//! | [`dense`], [`layer_norm`], [`dropout`], [`sequential`], [`loss`] | what training needs around them |
-//! | [`gradcheck`] | finite-difference checks for any [`Layer`] |
-//! | [`checkpoint`] | parameters and optimiser state in safetensors, PyTorch's `state_dict` names |
+//! | `error` (private), [`real`], [`math`] | [`LayerError`] and its checks; [`Real`], the float trait (`f32`, `f64`); branch-free `exp`, `expm1`, `ln_1p`, `sigmoid`, `tanh`, in two multiply-add flavours |
+//! | `kernels` (private) | the SIMD loops, dispatched at run time; [`ElementwiseFn`] and [`ElementwiseKernel`] are what they run; nothing here knows about layers |
+//! | [`state`] | [`StateDict`]: every layer's parameters and buffers, named as PyTorch's `state_dict` |
+//! | `buffer` (private), `matmul` (private) | the arrays a layer keeps ([`zeros`], [`uninit`]); the matrix products |
+//! | [`layer`] | [`Layer`] |
+//! | [`activation`], [`softmax`] | the activation layers |
+//! | `layers/`: [`dense`], [`dropout`], [`layer_norm`], [`prelu`], [`sequential`] | the layers around them |
+//! | [`loss`] | [`SoftmaxCrossEntropy`], [`Mse`] |
+//! | [`optim`] | the optimisers [`Sgd`], [`Adam`], [`AdamW`], over [`StateDict`] |
+//! | [`gradcheck`], [`checkpoint`] | finite-difference checks for any [`Layer`]; state and optimiser state in safetensors |
 //!
 //! # Where ndlayers differs from PyTorch
 //!
@@ -110,22 +114,20 @@ pub use rand;
 pub mod activation;
 mod buffer;
 pub mod checkpoint;
-pub mod dense;
-pub mod dropout;
 mod error;
 pub mod gradcheck;
 mod kernels;
 pub mod layer;
-pub mod layer_norm;
+mod layers;
 pub mod loss;
 pub mod math;
 mod matmul;
 pub mod optim;
-pub mod prelu;
 pub mod real;
-pub mod sequential;
 pub mod softmax;
 pub mod state;
+
+pub use layers::{dense, dropout, layer_norm, prelu, sequential};
 
 pub use activation::{
     DerivativeFrom, Elementwise, ElementwiseFn, ElementwiseKernel, Relu, Sigmoid, Tanh,

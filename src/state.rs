@@ -315,6 +315,30 @@ impl<F, S: StateDict<F> + ?Sized> StateDict<F> for Box<S> {
     }
 }
 
+/// Visits each `(field, entry)` as `prefix.field`, in order: a layer's
+/// [`visit_state`](StateDict::visit_state) in one call.
+pub fn visit_fields<F, const N: usize>(
+    prefix: &Name<'_>,
+    visit: &mut dyn FnMut(&Name<'_>, Entry<'_, F>),
+    fields: [(&str, Entry<'_, F>); N],
+) {
+    for (field, entry) in fields {
+        visit(&prefix.field(field), entry);
+    }
+}
+
+/// Visits each `(field, entry)` as `prefix.field`, in order: a layer's
+/// [`visit_state_mut`](StateDict::visit_state_mut) in one call.
+pub fn visit_fields_mut<F, const N: usize>(
+    prefix: &Name<'_>,
+    visit: &mut dyn FnMut(&Name<'_>, EntryMut<'_, F>),
+    fields: [(&str, EntryMut<'_, F>); N],
+) {
+    for (field, entry) in fields {
+        visit(&prefix.field(field), entry);
+    }
+}
+
 /// Several parts of a hand-written network under names of your choosing,
 /// as one [`StateDict`]: `Named(vec![("fc1", &mut net.fc1), ("fc2", &mut net.fc2)])`
 /// names the entries `fc1.weight`, `fc1.bias`, `fc2.weight`, ….

@@ -9,7 +9,7 @@ use crate::buffer::{cached_for, is_fortran, reuse_like, try_vec};
 use crate::error::{LayerError, require, require_all};
 use crate::layer::Layer;
 use crate::real::Real;
-use crate::state::{Entry, EntryMut, Name, StateDict};
+use crate::state::{Entry, EntryMut, Name, StateDict, visit_fields, visit_fields_mut};
 
 const NAME: &str = "Prelu";
 
@@ -28,7 +28,7 @@ const INITIAL_SLOPE: f64 = 0.25;
 /// ```
 /// Its backward needs `x`, not just `y` (for `a_c = 0` the output cannot tell
 /// which side of zero `x` was on), so the layer caches its input. The slopes
-/// are exposed to optimisers through [`Parameters`] as `"weight"`.
+/// are exposed to optimisers through [`StateDict`] as `"weight"`.
 ///
 /// # Example
 /// ```
@@ -207,11 +207,8 @@ impl<F: Real, D: RemoveAxis> Layer<F, D> for Prelu<F, D> {
 
 impl<F: Real, D: Dimension> StateDict<F> for Prelu<F, D> {
     fn visit_state(&self, prefix: &Name<'_>, visit: &mut dyn FnMut(&Name<'_>, Entry<'_, F>)) {
-        let (weight, grad_weight) = (self.weight.view(), self.grad_weight.view());
-        visit(
-            &prefix.field("weight"),
-            Entry::parameter(weight, grad_weight),
-        );
+        let weight = Entry::parameter(self.weight.view(), self.grad_weight.view());
+        visit_fields(prefix, visit, [("weight", weight)]);
     }
 
     fn visit_state_mut(
@@ -219,10 +216,7 @@ impl<F: Real, D: Dimension> StateDict<F> for Prelu<F, D> {
         prefix: &Name<'_>,
         visit: &mut dyn FnMut(&Name<'_>, EntryMut<'_, F>),
     ) {
-        let (weight, grad_weight) = (self.weight.view_mut(), self.grad_weight.view_mut());
-        visit(
-            &prefix.field("weight"),
-            EntryMut::parameter(weight, grad_weight),
-        );
+        let weight = EntryMut::parameter(self.weight.view_mut(), self.grad_weight.view_mut());
+        visit_fields_mut(prefix, visit, [("weight", weight)]);
     }
 }

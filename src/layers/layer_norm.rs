@@ -6,7 +6,7 @@ use crate::buffer::{cached_for, reuse, try_vec};
 use crate::error::{LayerError, require, require_all};
 use crate::layer::Layer;
 use crate::real::Real;
-use crate::state::{Entry, EntryMut, Name, StateDict};
+use crate::state::{Entry, EntryMut, Name, StateDict, visit_fields, visit_fields_mut};
 
 const NAME: &str = "LayerNorm";
 
@@ -255,15 +255,9 @@ impl<F: Real, D: Dimension> Layer<F, D> for LayerNorm<F, D> {
 /// `weight` (`γ`) and `bias` (`β`), PyTorch's names.
 impl<F: Real, D: Dimension> StateDict<F> for LayerNorm<F, D> {
     fn visit_state(&self, prefix: &Name<'_>, visit: &mut dyn FnMut(&Name<'_>, Entry<'_, F>)) {
-        let (weight, grad_weight) = (self.weight.view(), self.grad_weight.view());
-        visit(
-            &prefix.field("weight"),
-            Entry::parameter(weight, grad_weight),
-        );
-        visit(
-            &prefix.field("bias"),
-            Entry::parameter(self.bias.view(), self.grad_bias.view()),
-        );
+        let weight = Entry::parameter(self.weight.view(), self.grad_weight.view());
+        let bias = Entry::parameter(self.bias.view(), self.grad_bias.view());
+        visit_fields(prefix, visit, [("weight", weight), ("bias", bias)]);
     }
 
     fn visit_state_mut(
@@ -271,12 +265,8 @@ impl<F: Real, D: Dimension> StateDict<F> for LayerNorm<F, D> {
         prefix: &Name<'_>,
         visit: &mut dyn FnMut(&Name<'_>, EntryMut<'_, F>),
     ) {
-        let (weight, grad_weight) = (self.weight.view_mut(), self.grad_weight.view_mut());
-        visit(
-            &prefix.field("weight"),
-            EntryMut::parameter(weight, grad_weight),
-        );
-        let (bias, grad_bias) = (self.bias.view_mut(), self.grad_bias.view_mut());
-        visit(&prefix.field("bias"), EntryMut::parameter(bias, grad_bias));
+        let weight = EntryMut::parameter(self.weight.view_mut(), self.grad_weight.view_mut());
+        let bias = EntryMut::parameter(self.bias.view_mut(), self.grad_bias.view_mut());
+        visit_fields_mut(prefix, visit, [("weight", weight), ("bias", bias)]);
     }
 }

@@ -9,7 +9,7 @@ use crate::error::{LayerError, require, require_all};
 use crate::layer::Layer;
 use crate::matmul::product_into;
 use crate::real::Real;
-use crate::state::{Entry, EntryMut, Name, StateDict};
+use crate::state::{Entry, EntryMut, Name, StateDict, visit_fields, visit_fields_mut};
 
 const NAME: &str = "Dense";
 
@@ -468,15 +468,9 @@ fn product_plus_bias<F: Real>(
 /// transposed view of the `(inputs, outputs)` array the products use), and `bias`.
 impl<F: Real> StateDict<F> for Dense<F> {
     fn visit_state(&self, prefix: &Name<'_>, visit: &mut dyn FnMut(&Name<'_>, Entry<'_, F>)) {
-        let (weight, grad_weight) = (self.weight.t(), self.grad_weight.t());
-        visit(
-            &prefix.field("weight"),
-            Entry::parameter(weight, grad_weight),
-        );
-        visit(
-            &prefix.field("bias"),
-            Entry::parameter(self.bias.view(), self.grad_bias.view()),
-        );
+        let weight = Entry::parameter(self.weight.t(), self.grad_weight.t());
+        let bias = Entry::parameter(self.bias.view(), self.grad_bias.view());
+        visit_fields(prefix, visit, [("weight", weight), ("bias", bias)]);
     }
 
     fn visit_state_mut(
@@ -484,13 +478,9 @@ impl<F: Real> StateDict<F> for Dense<F> {
         prefix: &Name<'_>,
         visit: &mut dyn FnMut(&Name<'_>, EntryMut<'_, F>),
     ) {
-        let weight = self.weight.view_mut().reversed_axes();
-        let grad_weight = self.grad_weight.view_mut().reversed_axes();
-        visit(
-            &prefix.field("weight"),
-            EntryMut::parameter(weight, grad_weight),
-        );
-        let (bias, grad_bias) = (self.bias.view_mut(), self.grad_bias.view_mut());
-        visit(&prefix.field("bias"), EntryMut::parameter(bias, grad_bias));
+        let (weight, grad_weight) = (self.weight.view_mut(), self.grad_weight.view_mut());
+        let weight = EntryMut::parameter(weight.reversed_axes(), grad_weight.reversed_axes());
+        let bias = EntryMut::parameter(self.bias.view_mut(), self.grad_bias.view_mut());
+        visit_fields_mut(prefix, visit, [("weight", weight), ("bias", bias)]);
     }
 }
