@@ -8,6 +8,12 @@ use crate::state::StateDict;
 /// A differentiable layer: `forward` maps an input batch to an output and
 /// remembers what `backward` needs; `backward` maps `dL/dy` to `dL/dx`.
 ///
+/// `D` is the input's dimension and `E` the output's, the same by default:
+/// an activation is `Layer<F, D>` for any `D`, [`Dense`](crate::Dense) is
+/// `Layer<F, Ix2>`, a convolution `Layer<F, Ix4>`, and a layer that changes
+/// the number of axes, as `Flatten` does from images `(batch, c, h, w)` to
+/// rows, is `Layer<F, Ix4, Ix2>`.
+///
 /// There are three ways to run a layer, one trait for all of them:
 ///
 /// | call | returns | allocates | caches |
@@ -46,30 +52,30 @@ use crate::state::StateDict;
 /// assert!(after < before);
 /// # Ok::<(), LayerError>(())
 /// ```
-pub trait Layer<F, D: Dimension = Ix2>: StateDict<F> {
+pub trait Layer<F, D: Dimension = Ix2, E: Dimension = D>: StateDict<F> {
     /// Computes the output for `input`, caches what `backward` needs, and
     /// returns a view of the output, kept inside the layer.
     fn forward_view(
         &mut self,
         input: ArrayView<'_, F, D>,
-    ) -> Result<ArrayView<'_, F, D>, LayerError>;
+    ) -> Result<ArrayView<'_, F, E>, LayerError>;
 
     /// Returns a view of `dL/dx` for the cached forward, given
     /// `grad_output = dL/dy`, computed into a buffer the layer keeps; layers
     /// with parameters also store their gradients.
     fn backward_view(
         &mut self,
-        grad_output: ArrayView<'_, F, D>,
+        grad_output: ArrayView<'_, F, E>,
     ) -> Result<ArrayView<'_, F, D>, LayerError>;
 
     /// The output for `input`, computed from `&self`: no cache, gradient or
     /// buffer of the layer is read or written, so a network can be evaluated
     /// between a training step's forward and backward, or shared across threads.
-    fn infer(&self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError>;
+    fn infer(&self, input: ArrayView<'_, F, D>) -> Result<Array<F, E>, LayerError>;
 
     /// Computes the output for `input` and caches what `backward` needs; an owned copy of
     /// [`forward_view`](Self::forward_view).
-    fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError>
+    fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, E>, LayerError>
     where
         F: Clone,
     {
@@ -78,7 +84,7 @@ pub trait Layer<F, D: Dimension = Ix2>: StateDict<F> {
 
     /// Returns `dL/dx` for the cached forward, given `grad_output = dL/dy`; an owned copy of
     /// [`backward_view`](Self::backward_view).
-    fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError>
+    fn backward(&mut self, grad_output: ArrayView<'_, F, E>) -> Result<Array<F, D>, LayerError>
     where
         F: Clone,
     {
@@ -89,53 +95,53 @@ pub trait Layer<F, D: Dimension = Ix2>: StateDict<F> {
     /// without returning `dL/dx`, for a network's first layer, whose input
     /// gradient nobody reads. Layers that can skip work here do
     /// ([`Dense`](crate::Dense) skips a third of its backward).
-    fn backward_parameters(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<(), LayerError> {
+    fn backward_parameters(&mut self, grad_output: ArrayView<'_, F, E>) -> Result<(), LayerError> {
         self.backward_view(grad_output).map(drop)
     }
 
     /// Switches between training (`true`, the initial mode) and evaluation,
     /// as PyTorch's `module.train()` / `module.eval()`. Only layers that
-    /// behave differently ([`Dropout`](crate::Dropout)) do anything; a
-    /// [`Sequential`](crate::Sequential) passes it to every layer.
+    /// behave differently ([`Dropout`](crate::Dropout), BatchNorm) do
+    /// anything; a [`Sequential`](crate::Sequential) passes it to every layer.
     /// [`infer`](Self::infer) always evaluates, whatever the mode.
     fn set_training(&mut self, _training: bool) {}
 }
 
 /// A boxed layer is a layer, so networks can hold `Vec<Box<dyn Layer<F, D>>>`.
-impl<F, D: Dimension, L: Layer<F, D> + ?Sized> Layer<F, D> for Box<L> {
+impl<F, D: Dimension, E: Dimension, L: Layer<F, D, E> + ?Sized> Layer<F, D, E> for Box<L> {
     fn forward_view(
         &mut self,
         input: ArrayView<'_, F, D>,
-    ) -> Result<ArrayView<'_, F, D>, LayerError> {
+    ) -> Result<ArrayView<'_, F, E>, LayerError> {
         (**self).forward_view(input)
     }
 
     fn backward_view(
         &mut self,
-        grad_output: ArrayView<'_, F, D>,
+        grad_output: ArrayView<'_, F, E>,
     ) -> Result<ArrayView<'_, F, D>, LayerError> {
         (**self).backward_view(grad_output)
     }
 
-    fn infer(&self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError> {
+    fn infer(&self, input: ArrayView<'_, F, D>) -> Result<Array<F, E>, LayerError> {
         (**self).infer(input)
     }
 
-    fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError>
+    fn forward(&mut self, input: ArrayView<'_, F, D>) -> Result<Array<F, E>, LayerError>
     where
         F: Clone,
     {
         (**self).forward(input)
     }
 
-    fn backward(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<Array<F, D>, LayerError>
+    fn backward(&mut self, grad_output: ArrayView<'_, F, E>) -> Result<Array<F, D>, LayerError>
     where
         F: Clone,
     {
         (**self).backward(grad_output)
     }
 
-    fn backward_parameters(&mut self, grad_output: ArrayView<'_, F, D>) -> Result<(), LayerError> {
+    fn backward_parameters(&mut self, grad_output: ArrayView<'_, F, E>) -> Result<(), LayerError> {
         (**self).backward_parameters(grad_output)
     }
 
