@@ -137,14 +137,14 @@ pub enum GradCheckError {
 }
 
 /// The upstream gradient `g` used for a check, and the `dL/dx` it produced.
-type UpstreamAndGradient<D> = (Array<f64, D>, Array<f64, D>);
+type UpstreamAndGradient<D, E> = (Array<f64, E>, Array<f64, D>);
 
 impl GradCheck {
     /// The scalar `Σ g ⊙ layer(x)`.
-    fn loss<L: Layer<f64, D> + ?Sized, D: Dimension>(
+    fn loss<L: Layer<f64, D, E> + ?Sized, D: Dimension, E: Dimension>(
         layer: &mut L,
         x: ArrayView<'_, f64, D>,
-        g: &Array<f64, D>,
+        g: &Array<f64, E>,
     ) -> Result<f64, LayerError> {
         let y = layer.forward(x)?;
         LayerError::check_shape("gradcheck", "layer output", g.shape(), y.shape())?;
@@ -169,11 +169,11 @@ impl GradCheck {
 
     /// Runs `forward`, then `backward` with the seeded random upstream gradient
     /// `g`; returns `g` and `dL/dx`. Parameter gradients are now stored in the layer.
-    fn differentiate<L: Layer<f64, D> + ?Sized, D: Dimension>(
+    fn differentiate<L: Layer<f64, D, E> + ?Sized, D: Dimension, E: Dimension>(
         &self,
         layer: &mut L,
         input: ArrayView<'_, f64, D>,
-    ) -> Result<UpstreamAndGradient<D>, LayerError> {
+    ) -> Result<UpstreamAndGradient<D, E>, LayerError> {
         let y = layer.forward(input)?;
         let g = self.random_like(&y);
         let dx = layer.backward(g.view())?;
@@ -211,7 +211,7 @@ impl GradCheck {
     ///
     /// Returns the report when every element passes, or [`GradCheckError::Mismatch`]
     /// with the same report when one does not.
-    pub fn check_input<L: Layer<f64, D> + ?Sized, D: Dimension>(
+    pub fn check_input<L: Layer<f64, D, E> + ?Sized, D: Dimension, E: Dimension>(
         &self,
         layer: &mut L,
         input: ArrayView<'_, f64, D>,
@@ -225,7 +225,7 @@ impl GradCheck {
 
     /// Checks the parameter gradients a layer stores in `backward` (its
     /// [`StateDict`] parameters) against finite differences of the same scalar loss.
-    pub fn check_parameters<L: Layer<f64, D> + ?Sized, D: Dimension>(
+    pub fn check_parameters<L: Layer<f64, D, E> + ?Sized, D: Dimension, E: Dimension>(
         &self,
         layer: &mut L,
         input: ArrayView<'_, f64, D>,
@@ -261,7 +261,7 @@ impl GradCheck {
     }
 
     /// [`check_input`](Self::check_input) and [`check_parameters`](Self::check_parameters) together.
-    pub fn check_layer<L: Layer<f64, D> + ?Sized, D: Dimension>(
+    pub fn check_layer<L: Layer<f64, D, E> + ?Sized, D: Dimension, E: Dimension>(
         &self,
         layer: &mut L,
         input: ArrayView<'_, f64, D>,

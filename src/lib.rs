@@ -127,19 +127,25 @@ pub mod real;
 pub mod softmax;
 pub mod state;
 
-pub use layers::{dense, dropout, layer_norm, prelu, sequential};
+pub use layers::{
+    batch_norm, conv2d, dense, dropout, flatten, layer_norm, pool, prelu, sequential,
+};
 
 pub use activation::{
     DerivativeFrom, Elementwise, ElementwiseFn, ElementwiseKernel, Relu, Sigmoid, Tanh,
 };
+pub use batch_norm::{BatchNorm, BatchNorm1d, BatchNorm2d};
 pub use buffer::{uninit, zeros};
+pub use conv2d::Conv2d;
 pub use dense::{Dense, Init};
 pub use dropout::Dropout;
+pub use flatten::Flatten;
 pub use kernels::{SimdLevel, simd_level};
 pub use layer::{Layer, LayerError};
 pub use layer_norm::LayerNorm;
 pub use loss::{ClassIndex, ClassTargets, Loss, Mse, SoftmaxCrossEntropy};
 pub use optim::{Adam, AdamW, Optimizer, Sgd};
+pub use pool::{AvgPool2d, MaxPool2d};
 pub use prelu::Prelu;
 pub use real::Real;
 pub use sequential::Sequential;
@@ -150,13 +156,17 @@ pub use softmax::{LogSoftmax, Softmax, Softmin};
 /// The traits and layers most programs need: `use ndlayers::prelude::*;`.
 pub mod prelude {
     pub use crate::activation::{Relu, Sigmoid, Tanh};
+    pub use crate::batch_norm::{BatchNorm1d, BatchNorm2d};
+    pub use crate::conv2d::Conv2d;
     pub use crate::dense::{Dense, Init};
     pub use crate::dropout::Dropout;
+    pub use crate::flatten::Flatten;
     pub use crate::layer::{Layer, LayerError};
     pub use crate::layer_norm::LayerNorm;
     pub use crate::loss::{Loss, Mse, SoftmaxCrossEntropy};
     pub use crate::ndarray::Ix2;
     pub use crate::optim::{Adam, AdamW, Optimizer, Sgd};
+    pub use crate::pool::{AvgPool2d, MaxPool2d};
     pub use crate::real::Real;
     pub use crate::sequential::Sequential;
     pub use crate::softmax::{LogSoftmax, Softmax, Softmin};

@@ -15,6 +15,8 @@ mod activations;
 mod axis;
 #[path = "checkpoint.rs"]
 mod checkpoint;
+#[path = "cnn.rs"]
+mod cnn;
 #[path = "digits.rs"]
 mod digits;
 #[path = "family.rs"]

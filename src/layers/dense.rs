@@ -88,16 +88,9 @@ impl<F: Real> Dense<F> {
         rng: &mut R,
     ) -> Result<Self, LayerError> {
         check_sizes(inputs, outputs)?;
-        let (fan_in, fan_out) = (inputs as f64, outputs as f64);
         let shape = (inputs, outputs);
-        let weight = match init {
-            Init::GlorotUniform => uniform(shape, (6.0 / (fan_in + fan_out)).sqrt(), rng),
-            Init::GlorotNormal => normal(shape, (2.0 / (fan_in + fan_out)).sqrt(), rng),
-            Init::HeUniform => uniform(shape, (6.0 / fan_in).sqrt(), rng),
-            Init::HeNormal => normal(shape, (2.0 / fan_in).sqrt(), rng),
-            Init::Uniform(a) => uniform(shape, a, rng),
-            Init::Normal(std_dev) => normal(shape, std_dev, rng),
-        }?;
+        let values = init.sample(reserve(shape)?, inputs * outputs, (inputs, outputs), rng)?;
+        let weight = Array2::from_shape_vec(shape, values).expect("rows x cols elements");
         Self::from_parameters(weight, Array1::zeros(outputs))
     }
 
@@ -353,32 +346,47 @@ fn zeros_fallible<F: Real>(shape: (usize, usize)) -> Result<Array2<F>, LayerErro
 
 /// Samples of `dist` in row-major order (as `ndarray_rand`'s `random_using`),
 /// rounded to `F`, through [`reserve`].
-fn sampled<F: Real, R: Rng + ?Sized>(
-    shape: (usize, usize),
-    dist: impl Distribution<f64>,
-    rng: &mut R,
-) -> Result<Array2<F>, LayerError> {
-    let mut v = reserve(shape)?;
-    v.extend((0..shape.0 * shape.1).map(|_| F::lit(dist.sample(rng))));
-    Ok(Array2::from_shape_vec(shape, v).expect("rows x cols elements"))
-}
+impl Init {
+    /// The distribution's scale for these fans: the bound `a` of a uniform,
+    /// `σ` of a normal.
+    pub(crate) fn scale(self, (fan_in, fan_out): (usize, usize)) -> f64 {
+        let (fan_in, fan_out) = (fan_in as f64, fan_out as f64);
+        match self {
+            Init::GlorotUniform => (6.0 / (fan_in + fan_out)).sqrt(),
+            Init::GlorotNormal => (2.0 / (fan_in + fan_out)).sqrt(),
+            Init::HeUniform => (6.0 / fan_in).sqrt(),
+            Init::HeNormal => (2.0 / fan_in).sqrt(),
+            Init::Uniform(a) => a,
+            Init::Normal(std_dev) => std_dev,
+        }
+    }
 
-fn uniform<F: Real, R: Rng + ?Sized>(
-    shape: (usize, usize),
-    bound: f64,
-    rng: &mut R,
-) -> Result<Array2<F>, LayerError> {
-    let dist = Uniform::new(-checked_scale(bound)?, bound).map_err(|_| scale_error(bound))?;
-    sampled(shape, dist, rng)
-}
-
-fn normal<F: Real, R: Rng + ?Sized>(
-    shape: (usize, usize),
-    std_dev: f64,
-    rng: &mut R,
-) -> Result<Array2<F>, LayerError> {
-    let dist = Normal::new(0.0, checked_scale(std_dev)?).map_err(|_| scale_error(std_dev))?;
-    sampled(shape, dist, rng)
+    /// `values` extended by `len` draws for a layer of `fans = (fan_in,
+    /// fan_out)`; a scale that is not positive and finite (given so, or from
+    /// a layer so wide that it underflows) is an error.
+    pub(crate) fn sample<F: Real, R: Rng + ?Sized>(
+        self,
+        mut values: Vec<F>,
+        len: usize,
+        fans: (usize, usize),
+        rng: &mut R,
+    ) -> Result<Vec<F>, LayerError> {
+        let scale = checked_scale(self.scale(fans))?;
+        let mut draw = |dist: &dyn Fn(&mut R) -> f64| {
+            values.extend((0..len).map(|_| F::lit(dist(rng))));
+        };
+        match self {
+            Init::GlorotUniform | Init::HeUniform | Init::Uniform(_) => {
+                let dist = Uniform::new(-scale, scale).map_err(|_| scale_error(scale))?;
+                draw(&|rng| dist.sample(rng));
+            }
+            Init::GlorotNormal | Init::HeNormal | Init::Normal(_) => {
+                let dist = Normal::new(0.0, scale).map_err(|_| scale_error(scale))?;
+                draw(&|rng| dist.sample(rng));
+            }
+        }
+        Ok(values)
+    }
 }
 
 impl<F: Real> Layer<F, Ix2> for Dense<F> {

@@ -1,0 +1,647 @@
+//! [`Conv2d`]: 2-D convolution (cross-correlation) of images, as PyTorch's
+//! `nn.Conv2d` (zero padding), on the crate's matrix products.
+
+use std::fmt;
+
+use ndarray::{Array1, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2, Ix4, s};
+use rand::Rng;
+
+use crate::buffer::reuse;
+use crate::dense::Init;
+use crate::error::{LayerError, require, require_all};
+use crate::layer::Layer;
+use crate::matmul::product_into;
+use crate::real::Real;
+use crate::state::{Entry, EntryMut, Name, StateDict, visit_fields, visit_fields_mut};
+
+/// A 2-D convolution of `(batch, in_channels, height, width)` images into
+/// `(batch, out_channels, oh, ow)`, PyTorch's `nn.Conv2d` with zero padding:
+/// ```text
+/// y[n, o, i, j] = b[o] + Σ_{c, p, q} W[o, c, p, q] · x[n, g·C + c, i·sh - ph + p·dh, j·sw - pw + q·dw]
+/// ```
+/// where `C = in_channels / groups` is the channels of one group, `g` the
+/// group of output channel `o` (each group maps its `C` input channels to
+/// `out_channels / groups` outputs; `groups = in_channels` is a depthwise
+/// convolution), `x` is zero outside the image, and
+/// `oh = ⌊(h + 2ph - dh (kh - 1) - 1) / sh⌋ + 1` (the same for `ow`).
+///
+/// The weight has PyTorch's shape `(out_channels, in_channels / groups, kh,
+/// kw)`, in every accessor, checkpoint and gradient. Each sample and group is
+/// one matrix product on the crate's GEMM: the image's windows unrolled into
+/// the columns of a scratch matrix (`im2col`, `C·kh·kw` rows, `oh·ow`
+/// columns), multiplied by the group's `(out/groups, C·kh·kw)` weight.
+/// Backward: `dL/dW += g · colsᵀ` per sample, `dL/db = Σ g`, and `Wᵀ · g`
+/// scattered back onto the image (`col2im`) for `dL/dx`.
+///
+/// # Example
+/// ```
+/// use ndlayers::prelude::*;
+/// use ndlayers::ndarray::{Array1, Array4};
+///
+/// // A 2x2 box filter over a 1-channel 3x3 image: each output is a window's sum.
+/// let weight = Array4::from_elem((1, 1, 2, 2), 1.0_f32);
+/// let mut conv = Conv2d::from_parameters(weight, Some(Array1::zeros(1)))?;
+/// let x = Array4::from_shape_fn((1, 1, 3, 3), |(_, _, i, j)| (3 * i + j) as f32);
+/// let y = conv.forward(x.view())?;
+/// assert_eq!(y.shape(), [1, 1, 2, 2]);
+/// assert_eq!(y[[0, 0, 0, 0]], 0.0 + 1.0 + 3.0 + 4.0);
+/// // Padding 1 and stride 2: the windows are centred on the even pixels.
+/// let mut strided = Conv2d::from_parameters(Array4::from_elem((1, 1, 3, 3), 1.0_f32), None)?
+///     .with_padding((1, 1))?
+///     .with_stride((2, 2))?;
+/// assert_eq!(strided.forward(x.view())?.shape(), [1, 1, 2, 2]);
+/// # Ok::<(), LayerError>(())
+/// ```
+pub struct Conv2d<F> {
+    weight: Array4<F>,
+    bias: Option<Array1<F>>,
+    grad_weight: Array4<F>,
+    grad_bias: Option<Array1<F>>,
+    stride: (usize, usize),
+    padding: (usize, usize),
+    dilation: (usize, usize),
+    groups: usize,
+    /// How `new` drew the weight, so that `with_groups` can rescale it to
+    /// the grouped fan-in.
+    init: Option<Init>,
+    /// A row-major copy of the last forward's input, for backward.
+    input: Option<Array4<F>>,
+    /// Scratch: one sample's and group's unrolled windows, and their gradient.
+    columns: Vec<F>,
+    grad_columns: Vec<F>,
+    output: Option<Array4<F>>,
+    grad_input: Option<Array4<F>>,
+}
+
+const NAME: &str = "Conv2d";
+
+/// The sizes of one convolution: what `forward` and `backward` loop over.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    batch: usize,
+    /// Input channels, height and width.
+    channels: usize,
+    h: usize,
+    w: usize,
+    /// Output channels, height and width.
+    outputs: usize,
+    oh: usize,
+    ow: usize,
+    groups: usize,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    dilation: (usize, usize),
+}
+
+impl Geometry {
+    /// Input channels of one group.
+    fn group_channels(&self) -> usize {
+        self.channels / self.groups
+    }
+
+    /// Output channels of one group.
+    fn group_outputs(&self) -> usize {
+        self.outputs / self.groups
+    }
+
+    /// Rows of the unrolled windows: a group's channels times the kernel.
+    fn rows(&self) -> usize {
+        self.group_channels() * self.kernel.0 * self.kernel.1
+    }
+
+    /// Columns of the unrolled windows: the output pixels.
+    fn pixels(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// The input row (or column) that kernel tap `k` of output `o` reads, if
+    /// inside the image of `len`.
+    #[inline(always)]
+    fn source(
+        o: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        dilation: usize,
+        len: usize,
+    ) -> Option<usize> {
+        (o * stride + k * dilation)
+            .checked_sub(padding)
+            .filter(|&i| i < len)
+    }
+
+    /// `cols = im2col(x)` for the channels of group `group` of one sample `x`
+    /// (row-major `(channels, h, w)`): `cols[(c·kh + p)·kw + q, i·ow + j]`.
+    fn unroll<F: Real>(&self, x: &[F], group: usize, cols: &mut [F]) {
+        let (kh, kw) = self.kernel;
+        let (h, w, ow) = (self.h, self.w, self.ow);
+        let first = group * self.group_channels();
+        let mut rows = cols.chunks_exact_mut(self.pixels());
+        for c in 0..self.group_channels() {
+            let plane = &x[(first + c) * h * w..][..h * w];
+            for p in 0..kh {
+                for q in 0..kw {
+                    let row = rows.next().expect("rows() rows");
+                    for (i, out) in row.chunks_exact_mut(ow).enumerate() {
+                        let Some(r) =
+                            Self::source(i, p, self.stride.0, self.padding.0, self.dilation.0, h)
+                        else {
+                            out.fill(F::zero());
+                            continue;
+                        };
+                        let line = &plane[r * w..][..w];
+                        for (j, out) in out.iter_mut().enumerate() {
+                            *out = match Self::source(
+                                j,
+                                q,
+                                self.stride.1,
+                                self.padding.1,
+                                self.dilation.1,
+                                w,
+                            ) {
+                                Some(col) => line[col],
+                                None => F::zero(),
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `dx += col2im(cols)`: the transpose of [`Self::unroll`], adding each
+    /// column entry onto the input pixel it was read from.
+    fn scatter<F: Real>(&self, cols: &[F], group: usize, dx: &mut [F]) {
+        let (kh, kw) = self.kernel;
+        let (h, w, ow) = (self.h, self.w, self.ow);
+        let first = group * self.group_channels();
+        let mut rows = cols.chunks_exact(self.pixels());
+        for c in 0..self.group_channels() {
+            let plane = &mut dx[(first + c) * h * w..][..h * w];
+            for p in 0..kh {
+                for q in 0..kw {
+                    let row = rows.next().expect("rows() rows");
+                    for (i, from) in row.chunks_exact(ow).enumerate() {
+                        let Some(r) =
+                            Self::source(i, p, self.stride.0, self.padding.0, self.dilation.0, h)
+                        else {
+                            continue;
+                        };
+                        let line = &mut plane[r * w..][..w];
+                        for (j, &v) in from.iter().enumerate() {
+                            if let Some(col) = Self::source(
+                                j,
+                                q,
+                                self.stride.1,
+                                self.padding.1,
+                                self.dilation.1,
+                                w,
+                            ) {
+                                line[col] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<F: Real> Conv2d<F> {
+    /// A convolution from `in_channels` to `out_channels` with a kernel of
+    /// `(kh, kw)`, its weight drawn by `init` from `rng` with PyTorch's fans
+    /// (`fan_in = in_channels / groups · kh · kw`, `fan_out = out_channels ·
+    /// kh · kw`), and a zero bias; stride 1, no padding, no dilation, one group.
+    pub fn new<R: Rng + ?Sized>(
+        in_channels: usize,
+        out_channels: usize,
+        (kh, kw): (usize, usize),
+        init: Init,
+        rng: &mut R,
+    ) -> Result<Self, LayerError> {
+        for (name, value) in [
+            ("in_channels", in_channels),
+            ("out_channels", out_channels),
+            ("kernel height", kh),
+            ("kernel width", kw),
+        ] {
+            require(NAME, name, value, value > 0, "must be at least 1")?;
+        }
+        let len = out_channels * in_channels * kh * kw;
+        let fans = (in_channels * kh * kw, out_channels * kh * kw);
+        let values = init.sample(
+            crate::buffer::try_vec(len, NAME, format!("{len} weights"))?,
+            len,
+            fans,
+            rng,
+        )?;
+        let weight = Array4::from_shape_vec((out_channels, in_channels, kh, kw), values)
+            .expect("len weights");
+        let mut conv = Self::from_parameters(weight, Some(Array1::zeros(out_channels)))?;
+        conv.init = Some(init);
+        Ok(conv)
+    }
+
+    /// A convolution with the given weight, `(out_channels, in_channels /
+    /// groups, kh, kw)` as PyTorch stores it, and bias (one per output
+    /// channel, or none); every value finite, no axis empty. One group until
+    /// [`with_groups`](Self::with_groups).
+    pub fn from_parameters(weight: Array4<F>, bias: Option<Array1<F>>) -> Result<Self, LayerError> {
+        let shape = weight.shape().to_vec();
+        require(
+            NAME,
+            "weight",
+            format_args!("shape {shape:?}"),
+            !weight.is_empty(),
+            "needs every axis at least 1: (out_channels, in_channels / groups, kh, kw)",
+        )?;
+        require_all(
+            NAME,
+            "weight",
+            &weight.view(),
+            F::is_finite,
+            "must be finite",
+        )?;
+        if let Some(bias) = &bias {
+            LayerError::check_shape(NAME, "bias", &[shape[0]], bias.shape())?;
+            require_all(NAME, "bias", &bias.view(), F::is_finite, "must be finite")?;
+        }
+        let weight = weight.as_standard_layout().into_owned();
+        Ok(Conv2d {
+            grad_weight: Array4::zeros(weight.raw_dim()),
+            grad_bias: bias.as_ref().map(|b| Array1::zeros(b.len())),
+            weight,
+            bias,
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+            init: None,
+            input: None,
+            columns: Vec::new(),
+            grad_columns: Vec::new(),
+            output: None,
+            grad_input: None,
+        })
+    }
+
+    /// The layer with `stride = (sh, sw)`, each at least 1.
+    pub fn with_stride(mut self, stride: (usize, usize)) -> Result<Self, LayerError> {
+        self.stride = positive_pair("stride", stride)?;
+        Ok(self)
+    }
+
+    /// The layer with `padding = (ph, pw)` zeros on each side.
+    pub fn with_padding(mut self, padding: (usize, usize)) -> Result<Self, LayerError> {
+        self.padding = padding;
+        Ok(self)
+    }
+
+    /// The layer with `dilation = (dh, dw)` between kernel taps, each at least 1.
+    pub fn with_dilation(mut self, dilation: (usize, usize)) -> Result<Self, LayerError> {
+        self.dilation = positive_pair("dilation", dilation)?;
+        Ok(self)
+    }
+
+    /// The layer in `groups` groups, which must divide the output channels.
+    ///
+    /// After [`from_parameters`](Self::from_parameters) the weight is kept
+    /// and the input channels become `groups · weight.shape[1]`. After
+    /// [`new`](Self::new), the input channels stay, must be divisible by
+    /// `groups`, and each output channel keeps the first `in_channels /
+    /// groups` input channels of its drawn weight, rescaled to the grouped
+    /// fan-in so the weight has `Init`'s distribution for it.
+    pub fn with_groups(mut self, groups: usize) -> Result<Self, LayerError> {
+        let (outputs, per_group, kh, kw) = self.weight.dim();
+        require(
+            NAME,
+            "groups",
+            groups,
+            groups > 0 && outputs.is_multiple_of(groups),
+            "must be at least 1 and divide out_channels",
+        )?;
+        if let Some(init) = self.init {
+            // `new` drew one group's worth of input channels: all of them.
+            let in_channels = per_group * self.groups;
+            require(
+                NAME,
+                "groups",
+                groups,
+                in_channels.is_multiple_of(groups),
+                "must divide in_channels",
+            )?;
+            let old = (in_channels / self.groups * kh * kw, outputs * kh * kw);
+            let new = (in_channels / groups * kh * kw, outputs * kh * kw);
+            let factor = F::lit(init.scale(new) / init.scale(old));
+            self.weight = self
+                .weight
+                .slice(s![.., ..in_channels / groups, .., ..])
+                .mapv(|w| w * factor);
+            self.grad_weight = Array4::zeros(self.weight.raw_dim());
+        }
+        self.groups = groups;
+        Ok(self)
+    }
+
+    /// The weight, `(out_channels, in_channels / groups, kh, kw)`.
+    pub fn weight(&self) -> ArrayView4<'_, F> {
+        self.weight.view()
+    }
+
+    /// The bias, one per output channel, if the layer has one.
+    pub fn bias(&self) -> Option<ArrayView1<'_, F>> {
+        self.bias.as_ref().map(|b| b.view())
+    }
+
+    /// `dL/dW` from the last backward, in the weight's shape.
+    pub fn grad_weight(&self) -> ArrayView4<'_, F> {
+        self.grad_weight.view()
+    }
+
+    /// `dL/db` from the last backward, if the layer has a bias.
+    pub fn grad_bias(&self) -> Option<ArrayView1<'_, F>> {
+        self.grad_bias.as_ref().map(|b| b.view())
+    }
+
+    /// Input channels: `groups · weight.shape[1]`.
+    pub fn in_channels(&self) -> usize {
+        self.groups * self.weight.dim().1
+    }
+
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        self.weight.dim().0
+    }
+
+    /// The sizes of the convolution of an input of `shape`, or the error
+    /// naming the axis that does not fit.
+    fn geometry(&self, shape: &[usize]) -> Result<Geometry, LayerError> {
+        let (outputs, _, kh, kw) = self.weight.dim();
+        let channels = self.in_channels();
+        if shape[1] != channels {
+            let expected = format!(
+                "[batch, {channels}, height, width]: axis 1 holds the {channels} input channels"
+            );
+            return Err(LayerError::shape_described(NAME, "input", expected, shape));
+        }
+        let mut size = [0; 2];
+        let (kernel, stride) = ([kh, kw], [self.stride.0, self.stride.1]);
+        let (padding, dilation) = (
+            [self.padding.0, self.padding.1],
+            [self.dilation.0, self.dilation.1],
+        );
+        for axis in 0..2 {
+            let span = dilation[axis] * (kernel[axis] - 1) + 1;
+            let padded = shape[2 + axis] + 2 * padding[axis];
+            if padded < span {
+                let what = ["height", "width"][axis];
+                let expected = format!(
+                    "(batch, channels, height, width) with a padded {what} of at least {span} (the dilated kernel's), found {padded}"
+                );
+                return Err(LayerError::shape_described(NAME, "input", expected, shape));
+            }
+            size[axis] = (padded - span) / stride[axis] + 1;
+        }
+        Ok(Geometry {
+            batch: shape[0],
+            channels,
+            h: shape[2],
+            w: shape[3],
+            outputs,
+            oh: size[0],
+            ow: size[1],
+            groups: self.groups,
+            kernel: (kh, kw),
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+        })
+    }
+
+    /// The group's weight as a `(out / groups, in / groups · kh · kw)` matrix.
+    fn group_weight(&self, geometry: &Geometry, group: usize) -> ArrayView2<'_, F> {
+        let per = geometry.group_outputs();
+        let all = self
+            .weight
+            .view()
+            .into_shape_with_order((geometry.outputs, geometry.rows()))
+            .expect("row-major weight");
+        all.slice_move(s![group * per..(group + 1) * per, ..])
+    }
+
+    /// `y = conv(x)` for row-major `x`, into row-major `y`, with `cols` as scratch.
+    fn convolve(&self, geometry: &Geometry, x: &[F], y: &mut [F], cols: &mut Vec<F>) {
+        let (rows, pixels) = (geometry.rows(), geometry.pixels());
+        cols.resize(rows * pixels, F::zero());
+        let per = geometry.group_outputs();
+        let sample_in = geometry.channels * geometry.h * geometry.w;
+        let sample_out = geometry.outputs * pixels;
+        for n in 0..geometry.batch {
+            let (x, y) = (
+                &x[n * sample_in..][..sample_in],
+                &mut y[n * sample_out..][..sample_out],
+            );
+            for group in 0..geometry.groups {
+                geometry.unroll(x, group, cols);
+                let cols =
+                    ArrayView2::from_shape((rows, pixels), cols.as_slice()).expect("rows x pixels");
+                let out = &mut y[group * per * pixels..][..per * pixels];
+                let mut out = ArrayViewMut2::from_shape((per, pixels), out).expect("per x pixels");
+                product_into(&self.group_weight(geometry, group), &cols, &mut out, false);
+            }
+            if let Some(bias) = &self.bias {
+                for (plane, &b) in y.chunks_exact_mut(pixels).zip(bias) {
+                    plane.iter_mut().for_each(|v| *v += b);
+                }
+            }
+        }
+    }
+}
+
+/// `pair` if both are at least 1.
+fn positive_pair(name: &'static str, pair: (usize, usize)) -> Result<(usize, usize), LayerError> {
+    let valid = pair.0 > 0 && pair.1 > 0;
+    require(
+        NAME,
+        name,
+        format_args!("{pair:?}"),
+        valid,
+        "must be at least 1 on each axis",
+    )?;
+    Ok(pair)
+}
+
+impl<F: Real> Layer<F, Ix4> for Conv2d<F> {
+    fn forward_view(&mut self, input: ArrayView4<'_, F>) -> Result<ArrayView4<'_, F>, LayerError> {
+        let geometry = self.geometry(input.shape())?;
+        // The input, row-major, kept for backward.
+        let mut cached = self.input.take();
+        let x = reuse(&mut cached, input.raw_dim(), false);
+        x.assign(&input);
+        let (mut output, mut cols) = (self.output.take(), std::mem::take(&mut self.columns));
+        let dim = Ix4(geometry.batch, geometry.outputs, geometry.oh, geometry.ow);
+        let y = reuse(&mut output, dim, false);
+        let (xs, ys) = (
+            x.as_slice().expect("row-major"),
+            y.as_slice_mut().expect("row-major"),
+        );
+        self.convolve(&geometry, xs, ys, &mut cols);
+        (self.input, self.output, self.columns) = (cached, output, cols);
+        Ok(self.output.as_ref().expect("filled by reuse").view())
+    }
+
+    fn backward_view(
+        &mut self,
+        grad_output: ArrayView4<'_, F>,
+    ) -> Result<ArrayView4<'_, F>, LayerError> {
+        let input = self
+            .input
+            .as_ref()
+            .ok_or(LayerError::BackwardBeforeForward { layer: NAME })?;
+        let geometry = self.geometry(input.shape())?;
+        let expected = [geometry.batch, geometry.outputs, geometry.oh, geometry.ow];
+        LayerError::check_shape(NAME, "grad_output", &expected, grad_output.shape())?;
+        let g = grad_output.as_standard_layout();
+        let gs = g.as_slice().expect("row-major");
+        let (rows, pixels, per) = (geometry.rows(), geometry.pixels(), geometry.group_outputs());
+        let sample_in = geometry.channels * geometry.h * geometry.w;
+        let sample_out = geometry.outputs * pixels;
+        let xs = input.as_slice().expect("row-major");
+        let mut cols = std::mem::take(&mut self.columns);
+        let mut grad_cols = std::mem::take(&mut self.grad_columns);
+        cols.resize(rows * pixels, F::zero());
+        grad_cols.resize(rows * pixels, F::zero());
+        let mut grad_input = self.grad_input.take();
+        let dx = reuse(&mut grad_input, input.raw_dim(), false);
+        dx.fill(F::zero());
+        let dxs = dx.as_slice_mut().expect("row-major");
+        let mut grad_weight = std::mem::replace(&mut self.grad_weight, Array4::zeros((0, 0, 0, 0)));
+        let (outputs, _, _, _) = grad_weight.dim();
+        let mut grad_weight_matrix = grad_weight
+            .view_mut()
+            .into_shape_with_order((outputs, rows))
+            .expect("row-major gradient");
+        for n in 0..geometry.batch {
+            let x = &xs[n * sample_in..][..sample_in];
+            let g = &gs[n * sample_out..][..sample_out];
+            let dx = &mut dxs[n * sample_in..][..sample_in];
+            for group in 0..geometry.groups {
+                geometry.unroll(x, group, &mut cols);
+                let cols_view =
+                    ArrayView2::from_shape((rows, pixels), cols.as_slice()).expect("rows x pixels");
+                let g = ArrayView2::from_shape(
+                    (per, pixels),
+                    &g[group * per * pixels..][..per * pixels],
+                )
+                .expect("per x pixels");
+                // dL/dW_group (+)= g · colsᵀ
+                let mut dw = grad_weight_matrix.slice_mut(s![group * per..(group + 1) * per, ..]);
+                product_into(&g, &cols_view.t(), &mut dw, n > 0);
+                // dL/dcols = W_groupᵀ · g, scattered onto the image.
+                let mut dcols = ArrayViewMut2::from_shape((rows, pixels), grad_cols.as_mut_slice())
+                    .expect("rows x pixels");
+                product_into(
+                    &self.group_weight(&geometry, group).t(),
+                    &g,
+                    &mut dcols,
+                    false,
+                );
+                geometry.scatter(&grad_cols, group, dx);
+            }
+        }
+        if geometry.batch == 0 {
+            grad_weight.fill(F::zero());
+        }
+        self.grad_weight = grad_weight;
+        if let Some(grad_bias) = &mut self.grad_bias {
+            grad_bias.fill(F::zero());
+            for sample in gs.chunks_exact(sample_out.max(1)) {
+                for (b, plane) in grad_bias.iter_mut().zip(sample.chunks_exact(pixels.max(1))) {
+                    *b += plane.iter().fold(F::zero(), |sum, &v| sum + v);
+                }
+            }
+        }
+        (self.columns, self.grad_columns, self.grad_input) = (cols, grad_cols, grad_input);
+        Ok(self.grad_input.as_ref().expect("filled by reuse").view())
+    }
+
+    fn infer(&self, input: ArrayView4<'_, F>) -> Result<Array4<F>, LayerError> {
+        let geometry = self.geometry(input.shape())?;
+        let x = input.as_standard_layout();
+        let mut y = Array4::zeros((geometry.batch, geometry.outputs, geometry.oh, geometry.ow));
+        let ys = y.as_slice_mut().expect("row-major");
+        self.convolve(
+            &geometry,
+            x.as_slice().expect("row-major"),
+            ys,
+            &mut Vec::new(),
+        );
+        Ok(y)
+    }
+}
+
+/// `weight` `(out_channels, in_channels / groups, kh, kw)` and, if the layer has one, `bias`.
+impl<F: Real> StateDict<F> for Conv2d<F> {
+    fn visit_state(&self, prefix: &Name<'_>, visit: &mut dyn FnMut(&Name<'_>, Entry<'_, F>)) {
+        let weight = Entry::parameter(self.weight.view(), self.grad_weight.view());
+        visit_fields(prefix, visit, [("weight", weight)]);
+        if let (Some(bias), Some(grad)) = (&self.bias, &self.grad_bias) {
+            visit_fields(
+                prefix,
+                visit,
+                [("bias", Entry::parameter(bias.view(), grad.view()))],
+            );
+        }
+    }
+
+    fn visit_state_mut(
+        &mut self,
+        prefix: &Name<'_>,
+        visit: &mut dyn FnMut(&Name<'_>, EntryMut<'_, F>),
+    ) {
+        let weight = EntryMut::parameter(self.weight.view_mut(), self.grad_weight.view_mut());
+        visit_fields_mut(prefix, visit, [("weight", weight)]);
+        if let (Some(bias), Some(grad)) = (&mut self.bias, &mut self.grad_bias) {
+            let bias = EntryMut::parameter(bias.view_mut(), grad.view_mut());
+            visit_fields_mut(prefix, visit, [("bias", bias)]);
+        }
+    }
+}
+
+impl<F: Real> Clone for Conv2d<F> {
+    /// The parameters and settings; caches start empty.
+    fn clone(&self) -> Self {
+        Conv2d {
+            weight: self.weight.clone(),
+            bias: self.bias.clone(),
+            grad_weight: self.grad_weight.clone(),
+            grad_bias: self.grad_bias.clone(),
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+            groups: self.groups,
+            init: self.init,
+            input: None,
+            columns: Vec::new(),
+            grad_columns: Vec::new(),
+            output: None,
+            grad_input: None,
+        }
+    }
+}
+
+impl<F: Real> fmt::Debug for Conv2d<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(NAME)
+            .field("in_channels", &self.in_channels())
+            .field("out_channels", &self.out_channels())
+            .field("kernel", &(self.weight.dim().2, self.weight.dim().3))
+            .field("stride", &self.stride)
+            .field("padding", &self.padding)
+            .field("dilation", &self.dilation)
+            .field("groups", &self.groups)
+            .field("bias", &self.bias.is_some())
+            .finish_non_exhaustive()
+    }
+}

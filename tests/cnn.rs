@@ -1,0 +1,584 @@
+//! The CNN layers (issue 28): Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d/2d
+//! and Flatten against PyTorch's numbers, finite differences, a CNN in one
+//! `Sequential`, and bad input.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use ndlayers::checkpoint;
+use ndlayers::gradcheck::GradCheck;
+use ndlayers::ndarray::{
+    Array, Array1, Array2, Array4, ArrayView, Dimension, Ix1, Ix2, Ix4, IxDyn, ShapeBuilder,
+};
+use ndlayers::prelude::*;
+use ndlayers::rand::SeedableRng;
+use ndlayers::rand::rngs::StdRng;
+use ndlayers::state;
+
+/// Tensors by name: shape and values.
+type Table = HashMap<String, (Vec<usize>, Vec<f64>)>;
+
+/// Every tensor `tests/reference/cnn.py` printed (PyTorch 2.15, CPU): name → (shape, values).
+fn reference() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        include_str!("reference/cnn.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|line| {
+                let (name, rest) = line.split_once(' ').expect("name dtype [shape] values");
+                let (_dtype, rest) = rest.split_once(" [").expect("dtype");
+                let (shape, values) = rest.split_once(']').expect("shape");
+                let shape = shape
+                    .split_whitespace()
+                    .map(|d| d.parse().unwrap())
+                    .collect();
+                let values = values
+                    .split_whitespace()
+                    .map(|v| v.parse().unwrap())
+                    .collect();
+                (name.to_string(), (shape, values))
+            })
+            .collect()
+    })
+}
+
+/// The reference tensor `name` as an array of `F` and dimension `D`.
+fn tensor<F: Real, D: Dimension>(name: &str) -> Array<F, D> {
+    let (shape, values) = reference()
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} in cnn.txt"));
+    Array::from_shape_vec(IxDyn(shape), values.iter().map(|&v| F::lit(v)).collect())
+        .unwrap()
+        .into_dimensionality()
+        .unwrap()
+}
+
+/// The largest difference from the reference `name`, relative to its largest
+/// magnitude; NaN where PyTorch has NaN is a match, anywhere else a failure.
+fn worst<F: Real, D: Dimension>(got: ArrayView<'_, F, D>, name: &str) -> f64 {
+    let (shape, want) = &reference()[name];
+    assert_eq!(got.shape(), shape.as_slice(), "{name}: shape");
+    let scale = want
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(1e-300_f64, |m, v| m.max(v.abs()));
+    got.iter()
+        .zip(want)
+        .map(|(g, &w)| {
+            let g = g.to_f64().unwrap();
+            match (g.is_nan(), w.is_nan()) {
+                (true, true) => 0.0,
+                (false, false) if g == w => 0.0,
+                (false, false) => (g - w).abs() / scale,
+                _ => f64::INFINITY,
+            }
+        })
+        .fold(0.0, f64::max)
+}
+
+/// The tolerance for `F`: PyTorch and ndlayers sum in different orders.
+fn tolerance<F: Real>() -> f64 {
+    if size_of::<F>() == 4 { 1e-5 } else { 1e-12 }
+}
+
+fn suffix<F: Real>() -> &'static str {
+    if size_of::<F>() == 4 { "f32" } else { "f64" }
+}
+
+#[track_caller]
+fn assert_close<F: Real, D: Dimension>(got: ArrayView<'_, F, D>, name: &str) {
+    let worst = worst(got, name);
+    assert!(
+        worst <= tolerance::<F>(),
+        "{name}: worst relative difference {worst:e}"
+    );
+}
+
+/// The convolution cases of cnn.py: name, stride, padding, dilation, groups.
+type Pair = (usize, usize);
+const CONVOLUTIONS: [(&str, Pair, Pair, Pair, usize); 8] = [
+    ("basic", (1, 1), (0, 0), (1, 1), 1),
+    ("strided", (2, 1), (1, 2), (1, 1), 1),
+    ("dilated", (1, 1), (2, 2), (2, 2), 1),
+    ("groups", (1, 1), (0, 0), (1, 1), 2),
+    ("depthwise", (1, 1), (1, 1), (1, 1), 3),
+    ("multiplier", (2, 2), (1, 1), (1, 1), 2),
+    ("nobias", (1, 1), (0, 0), (1, 1), 1),
+    ("batch1", (3, 2), (1, 0), (1, 2), 1),
+];
+
+fn conv_from_reference<F: Real>(
+    case: &str,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+    groups: usize,
+) -> Conv2d<F> {
+    let c = format!("conv.{case}.{}", suffix::<F>());
+    let bias = reference()
+        .contains_key(&format!("{c}/bias"))
+        .then(|| tensor::<F, Ix1>(&format!("{c}/bias")));
+    Conv2d::from_parameters(tensor(&format!("{c}/weight")), bias)
+        .and_then(|l| l.with_stride(stride))
+        .and_then(|l| l.with_padding(padding))
+        .and_then(|l| l.with_dilation(dilation))
+        .and_then(|l| l.with_groups(groups))
+        .unwrap()
+}
+
+fn convolutions_match_pytorch<F: Real>() {
+    for (case, stride, padding, dilation, groups) in CONVOLUTIONS {
+        let c = format!("conv.{case}.{}", suffix::<F>());
+        let mut conv = conv_from_reference::<F>(case, stride, padding, dilation, groups);
+        let x = tensor::<F, Ix4>(&format!("{c}/x"));
+        let y = conv.forward(x.view()).unwrap();
+        assert_close(y.view(), &format!("{c}/y"));
+        assert_close(conv.infer(x.view()).unwrap().view(), &format!("{c}/y"));
+        let dx = conv
+            .backward(tensor::<F, Ix4>(&format!("{c}/g")).view())
+            .unwrap();
+        assert_close(dx.view(), &format!("{c}/dx"));
+        assert_close(conv.grad_weight(), &format!("{c}/dweight"));
+        match conv.grad_bias() {
+            Some(db) => assert_close(db, &format!("{c}/dbias")),
+            None => assert_eq!(case, "nobias"),
+        }
+        // A transposed (column-major) input gives the same numbers.
+        let mut columns = Array4::zeros(x.raw_dim().f());
+        columns.assign(&x);
+        assert_eq!(
+            conv.infer(columns.view()).unwrap(),
+            conv.infer(x.view()).unwrap()
+        );
+    }
+}
+
+#[test]
+fn convolutions_match_pytorch_in_f32_and_f64() {
+    convolutions_match_pytorch::<f32>();
+    convolutions_match_pytorch::<f64>();
+}
+
+fn pools_match_pytorch<F: Real>() {
+    let max_cases = [
+        ("plain", (2, 2), (2, 2), (0, 0)),
+        ("overlap", (3, 3), (2, 2), (1, 1)),
+        ("ties", (3, 3), (1, 1), (1, 1)),
+        ("nan", (2, 2), (2, 2), (1, 1)),
+    ];
+    for (case, kernel, stride, padding) in max_cases {
+        let c = format!("maxpool.{case}.{}", suffix::<F>());
+        let mut pool = MaxPool2d::<F>::new(kernel)
+            .unwrap()
+            .with_stride(stride)
+            .unwrap()
+            .with_padding(padding)
+            .unwrap();
+        let x = tensor::<F, Ix4>(&format!("{c}/x"));
+        assert_close(pool.forward(x.view()).unwrap().view(), &format!("{c}/y"));
+        assert_close(pool.infer(x.view()).unwrap().view(), &format!("{c}/y"));
+        // Exact: each gradient goes to one element, as PyTorch sends it.
+        let dx = pool
+            .backward(tensor::<F, Ix4>(&format!("{c}/g")).view())
+            .unwrap();
+        assert_eq!(
+            worst(dx.view(), &format!("{c}/dx")),
+            0.0,
+            "{c}: gradients routed as PyTorch routes them"
+        );
+    }
+    let avg_cases = [
+        ("overlap", (3, 3), (2, 2), (1, 1)),
+        ("rect", (2, 3), (1, 2), (0, 0)),
+    ];
+    for (case, kernel, stride, padding) in avg_cases {
+        let c = format!("avgpool.{case}.{}", suffix::<F>());
+        let mut pool = AvgPool2d::<F>::new(kernel)
+            .unwrap()
+            .with_stride(stride)
+            .unwrap()
+            .with_padding(padding)
+            .unwrap();
+        let x = tensor::<F, Ix4>(&format!("{c}/x"));
+        assert_close(pool.forward(x.view()).unwrap().view(), &format!("{c}/y"));
+        let dx = pool
+            .backward(tensor::<F, Ix4>(&format!("{c}/g")).view())
+            .unwrap();
+        assert_close(dx.view(), &format!("{c}/dx"));
+    }
+}
+
+#[test]
+fn pooling_matches_pytorch_ties_and_nan_included() {
+    pools_match_pytorch::<f32>();
+    pools_match_pytorch::<f64>();
+}
+
+fn batch_norm_matches_pytorch<F: Real, D: ndarray::RemoveAxis>(case: &str, batches: usize) {
+    let c = format!("batchnorm.{case}.{}", suffix::<F>());
+    let channels = reference()[&format!("{c}/weight")].0[0];
+    let mut bn = ndlayers::BatchNorm::<F, D>::new(channels).unwrap();
+    // PyTorch's affine parameters, through the state interface.
+    let (weight, bias) = (
+        tensor::<F, Ix1>(&format!("{c}/weight")),
+        tensor::<F, Ix1>(&format!("{c}/bias")),
+    );
+    bn.visit_state_mut(&state::Name::ROOT, &mut |name, entry| {
+        if let state::EntryMut::Parameter { mut value, .. } = entry {
+            value.assign(if name.is("weight") { &weight } else { &bias });
+        }
+    });
+    for step in 0..=batches {
+        let mode = if step < batches { "train" } else { "eval" };
+        bn.set_training(step < batches);
+        let s = format!("{c}.{mode}{step}");
+        let x = tensor::<F, D>(&format!("{s}/x"));
+        let y = bn.forward(x.view()).unwrap();
+        if case == "constant" && step < batches {
+            // A constant channel normalises to exactly β. PyTorch's f32 mean
+            // of it is an ulp off, which 1/√ε = 316 amplifies (1.2e-5 of the
+            // largest output here); ndlayers sums in f64 and is exact.
+            let beta = bn.bias()[0];
+            assert!(
+                y.index_axis(ndlayers::ndarray::Axis(1), 0)
+                    .iter()
+                    .all(|&v| v == beta),
+                "{s}"
+            );
+            assert!(worst(y.view(), &format!("{s}/y")) <= 1e-4, "{s}");
+        } else {
+            assert_close(y.view(), &format!("{s}/y"));
+        }
+        let dx = bn
+            .backward(tensor::<F, D>(&format!("{s}/g")).view())
+            .unwrap();
+        assert_close(dx.view(), &format!("{s}/dx"));
+        assert_close(bn.grad_weight(), &format!("{s}/dweight"));
+        assert_close(bn.grad_bias(), &format!("{s}/dbias"));
+        assert_close(bn.running_mean(), &format!("{s}/running_mean"));
+        assert_close(bn.running_var(), &format!("{s}/running_var"));
+        let tracked = reference()[&format!("{s}/num_batches_tracked")].1[0];
+        assert_eq!(bn.num_batches_tracked() as f64, tracked, "{s}");
+        if step == batches {
+            assert_close(bn.infer(x.view()).unwrap().view(), &format!("{s}/y"));
+        }
+    }
+}
+
+#[test]
+fn batch_norm_matches_pytorch_over_training_batches_and_evaluation() {
+    batch_norm_matches_pytorch::<f32, Ix4>("images", 3);
+    batch_norm_matches_pytorch::<f64, Ix4>("images", 3);
+    batch_norm_matches_pytorch::<f32, Ix2>("rows", 3);
+    batch_norm_matches_pytorch::<f64, Ix2>("rows", 3);
+    batch_norm_matches_pytorch::<f32, Ix4>("constant", 3);
+    batch_norm_matches_pytorch::<f64, Ix4>("constant", 3);
+}
+
+/// Uniform values in [-1, 1), seeded.
+fn uniform<D: Dimension>(shape: D, seed: u64) -> Array<f64, D> {
+    use ndlayers::rand::Rng;
+    let mut rng = StdRng::seed_from_u64(seed);
+    Array::from_shape_simple_fn(shape, || rng.random_range(-1.0..1.0))
+}
+
+#[test]
+fn every_cnn_layer_passes_the_gradient_check() {
+    let check = GradCheck::default();
+    for (case, stride, padding, dilation, groups) in CONVOLUTIONS {
+        let mut conv = conv_from_reference::<f64>(case, stride, padding, dilation, groups);
+        let x = tensor::<f64, Ix4>(&format!("conv.{case}.f64/x"));
+        check
+            .check_layer(&mut conv, x.view())
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+    }
+    // Distinct values, so no window has a tie a finite difference would straddle.
+    let x = Array4::from_shape_fn((2, 2, 5, 6), |(n, c, i, j)| {
+        ((n * 60 + c * 30 + i * 6 + j) as f64 * 0.37).sin()
+    });
+    let mut max = MaxPool2d::new((2, 3))
+        .unwrap()
+        .with_padding((1, 1))
+        .unwrap()
+        .with_stride((2, 2))
+        .unwrap();
+    check.check_layer(&mut max, x.view()).unwrap();
+    let mut avg = AvgPool2d::new((3, 3))
+        .unwrap()
+        .with_padding((1, 1))
+        .unwrap()
+        .with_stride((2, 1))
+        .unwrap();
+    check.check_layer(&mut avg, x.view()).unwrap();
+    let mut bn = BatchNorm2d::new(2).unwrap();
+    check.check_layer(&mut bn, x.view()).unwrap();
+    bn.set_training(false);
+    check.check_layer(&mut bn, x.view()).unwrap();
+    let mut bn1 = BatchNorm1d::new(3).unwrap();
+    check
+        .check_layer(&mut bn1, uniform(Ix2(5, 3), 4).view())
+        .unwrap();
+    let mut flatten = Flatten::new();
+    check.check_layer(&mut flatten, x.view()).unwrap();
+}
+
+/// The small CNN of the issue, as one `Sequential`.
+fn cnn<F: Real>(seed: u64) -> Sequential<F, Ix4, Ix2> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    Sequential::new()
+        .with(
+            Conv2d::new(1, 4, (3, 3), Init::HeUniform, &mut rng)
+                .unwrap()
+                .with_padding((1, 1))
+                .unwrap(),
+        )
+        .with(BatchNorm2d::new(4).unwrap())
+        .with(Relu::new())
+        .with(MaxPool2d::new((2, 2)).unwrap())
+        .with(
+            Conv2d::new(4, 6, (3, 3), Init::HeUniform, &mut rng)
+                .unwrap()
+                .with_padding((1, 1))
+                .unwrap(),
+        )
+        .with(BatchNorm2d::new(6).unwrap())
+        .with(Relu::new())
+        .with(MaxPool2d::new((2, 2)).unwrap())
+        .with(Flatten::new())
+        .with(Dense::new(6 * 2 * 2, 3, Init::GlorotUniform, &mut rng).unwrap())
+}
+
+#[test]
+fn a_cnn_is_one_sequential_with_pytorchs_state_dict() {
+    let mut net = cnn::<f64>(1);
+    state::check_walks(&mut net).unwrap();
+    let names: Vec<String> = state::named_parameters(&net)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "0.weight", "0.bias", "1.weight", "1.bias", "4.weight", "4.bias", "5.weight", "5.bias",
+            "9.weight", "9.bias"
+        ]
+    );
+    let buffers: Vec<String> = state::named_buffers(&net)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        buffers,
+        [
+            "1.running_mean",
+            "1.running_var",
+            "1.num_batches_tracked",
+            "5.running_mean",
+            "5.running_var",
+            "5.num_batches_tracked"
+        ]
+    );
+    assert_eq!(state::named_parameters(&net)[4].1.shape(), [6, 4, 3, 3]);
+    let x = uniform(Ix4(4, 1, 8, 8), 2);
+    GradCheck::default()
+        .check_layer(&mut net, x.view())
+        .unwrap();
+
+    // Trains: the loss on a fixed batch falls, through the view path.
+    let labels = Array1::from_shape_fn(4, |i| i % 3);
+    let mut loss = SoftmaxCrossEntropy::new();
+    let mut adam = Adam::new(1e-2).unwrap();
+    let mut first = None;
+    let mut last = 0.0;
+    for _ in 0..30 {
+        let logits = net.forward_view(x.view()).unwrap();
+        last = loss.forward(logits, labels.view()).unwrap();
+        first.get_or_insert(last);
+        net.backward_parameters(loss.backward_view().unwrap())
+            .unwrap();
+        adam.step(&mut [&mut net]).unwrap();
+    }
+    assert!(last < first.unwrap() / 4.0, "{first:?} -> {last}");
+
+    // Saved with buffers (num_batches_tracked as I64), loaded into a fresh net.
+    let bytes = checkpoint::to_bytes(&net, Some(&adam)).unwrap();
+    let (mut fresh, mut fresh_adam) = (cnn::<f64>(9), Adam::new(1e-2).unwrap());
+    checkpoint::from_bytes(&bytes, &mut fresh, Some(&mut fresh_adam)).unwrap();
+    let tracked = |net: &Sequential<f64, Ix4, Ix2>| {
+        net.layer::<BatchNorm2d<f64>>(1)
+            .unwrap()
+            .num_batches_tracked()
+    };
+    // 30 steps, and the gradient check's forwards before them.
+    assert!(tracked(&net) > 30);
+    assert_eq!(tracked(&fresh), tracked(&net));
+    net.set_training(false);
+    fresh.set_training(false);
+    assert_eq!(fresh.infer(x.view()).unwrap(), net.infer(x.view()).unwrap());
+    assert_eq!(
+        fresh.forward(x.view()).unwrap(),
+        net.infer(x.view()).unwrap(),
+        "eval mode is inference"
+    );
+}
+
+#[test]
+fn a_hand_written_cnn_works_too() {
+    struct Net {
+        conv: Conv2d<f32>,
+        relu: Relu<f32, Ix4>,
+        pool: AvgPool2d<f32>,
+        flatten: Flatten<f32>,
+        dense: Dense<f32>,
+    }
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut net = Net {
+        conv: Conv2d::new(2, 3, (3, 3), Init::HeNormal, &mut rng).unwrap(),
+        relu: Relu::new(),
+        pool: AvgPool2d::new((2, 2)).unwrap(),
+        flatten: Flatten::new(),
+        dense: Dense::new(3 * 2 * 2, 2, Init::GlorotUniform, &mut rng).unwrap(),
+    };
+    let x = Array4::from_shape_fn((2, 2, 6, 6), |(n, c, i, j)| (n + c + i * j) as f32 / 10.0);
+    let h = net.conv.forward_view(x.view()).unwrap();
+    let h = net.relu.forward_view(h).unwrap();
+    let h = net.pool.forward_view(h).unwrap();
+    let h = net.flatten.forward_view(h).unwrap();
+    let y = net.dense.forward_view(h).unwrap();
+    assert_eq!(y.dim(), (2, 2));
+    let g = Array2::ones((2, 2));
+    let g = net.dense.backward_view(g.view()).unwrap();
+    let g = net.flatten.backward_view(g).unwrap();
+    let g = net.pool.backward_view(g).unwrap();
+    let g = net.relu.backward_view(g).unwrap();
+    net.conv.backward_parameters(g).unwrap();
+    let mut sgd = Sgd::new(0.1).unwrap();
+    sgd.step(&mut [&mut net.conv, &mut net.dense]).unwrap();
+}
+
+#[test]
+fn bad_input_is_an_error_naming_the_layer_and_axis() {
+    let mut rng = StdRng::seed_from_u64(0);
+    let conv = Conv2d::<f32>::new(3, 4, (3, 3), Init::HeUniform, &mut rng).unwrap();
+    let message = |e: LayerError| e.to_string();
+    let wrong_channels = conv.infer(Array4::zeros((1, 2, 5, 5)).view()).unwrap_err();
+    assert!(
+        message(wrong_channels)
+            .contains("Conv2d: input has shape [1, 2, 5, 5], expected [batch, 3, height, width]")
+    );
+    let small = conv.infer(Array4::zeros((1, 3, 2, 5)).view()).unwrap_err();
+    assert!(
+        message(small).contains("padded height of at least 3"),
+        "small"
+    );
+    let dilated = conv
+        .clone()
+        .with_dilation((1, 3))
+        .unwrap()
+        .infer(Array4::zeros((1, 3, 5, 6)).view())
+        .unwrap_err();
+    assert!(message(dilated).contains("padded width of at least 7"));
+    for err in [
+        Conv2d::<f32>::new(3, 4, (0, 3), Init::HeUniform, &mut rng).unwrap_err(),
+        Conv2d::<f32>::new(0, 4, (3, 3), Init::HeUniform, &mut rng).unwrap_err(),
+        conv.clone().with_stride((0, 1)).unwrap_err(),
+        conv.clone().with_dilation((1, 0)).unwrap_err(),
+        conv.clone().with_groups(2).unwrap_err(),
+        conv.clone().with_groups(0).unwrap_err(),
+        Conv2d::<f32>::from_parameters(Array4::zeros((0, 1, 3, 3)), None).unwrap_err(),
+        Conv2d::<f32>::from_parameters(Array4::zeros((2, 1, 3, 3)), Some(Array1::zeros(3)))
+            .unwrap_err(),
+        Conv2d::<f32>::from_parameters(Array4::from_elem((2, 1, 1, 1), f32::NAN), None)
+            .unwrap_err(),
+        MaxPool2d::<f32>::new((0, 2)).unwrap_err(),
+        MaxPool2d::<f32>::new((2, 2))
+            .unwrap()
+            .with_stride((1, 0))
+            .unwrap_err(),
+        AvgPool2d::<f32>::new((2, 2))
+            .unwrap()
+            .with_padding((2, 0))
+            .unwrap_err(),
+        BatchNorm2d::<f32>::new(0).unwrap_err(),
+        BatchNorm2d::<f32>::new(2)
+            .unwrap()
+            .with_eps(0.0)
+            .unwrap_err(),
+        BatchNorm1d::<f32>::new(2)
+            .unwrap()
+            .with_momentum(1.5)
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                err,
+                LayerError::InvalidParameter { .. } | LayerError::ShapeMismatch { .. }
+            ),
+            "{err}"
+        );
+        let text = message(err);
+        assert!(
+            ["Conv2d", "MaxPool2d", "AvgPool2d", "BatchNorm"]
+                .iter()
+                .any(|l| text.starts_with(l)),
+            "{text}"
+        );
+    }
+    // Groups of 2 and 3 input channels: 3 % 2 != 0.
+    let grouped = Conv2d::<f32>::new(3, 4, (3, 3), Init::HeUniform, &mut rng)
+        .unwrap()
+        .with_groups(2)
+        .unwrap_err();
+    assert!(message(grouped).contains("must divide in_channels"));
+    let pool_small = MaxPool2d::<f32>::new((3, 3))
+        .unwrap()
+        .infer(Array4::zeros((1, 1, 2, 4)).view())
+        .unwrap_err();
+    assert!(message(pool_small).starts_with("MaxPool2d: input has shape [1, 1, 2, 4]"));
+    // One value per channel cannot train BatchNorm (PyTorch's rule); it can evaluate.
+    let mut bn = BatchNorm2d::<f32>::new(2).unwrap();
+    let single = bn.forward(Array4::zeros((1, 2, 1, 1)).view()).unwrap_err();
+    assert!(message(single).contains("more than 1 value per channel"));
+    bn.set_training(false);
+    bn.forward(Array4::zeros((1, 2, 1, 1)).view()).unwrap();
+    let channels = bn.forward(Array4::zeros((2, 3, 1, 1)).view()).unwrap_err();
+    assert!(message(channels).contains("axis 1 holds the 2 channels"));
+    // Backward before forward.
+    let mut fresh = Conv2d::<f32>::from_parameters(Array4::ones((1, 1, 1, 1)), None).unwrap();
+    assert!(matches!(
+        fresh.backward(Array4::zeros((1, 1, 1, 1)).view()),
+        Err(LayerError::BackwardBeforeForward { .. })
+    ));
+    let mut flatten = Flatten::<f32>::new();
+    assert!(matches!(
+        flatten.backward(Array2::zeros((1, 1)).view()),
+        Err(LayerError::BackwardBeforeForward { .. })
+    ));
+    flatten.forward(Array4::zeros((2, 1, 2, 2)).view()).unwrap();
+    assert!(flatten.backward(Array2::zeros((2, 3)).view()).is_err());
+}
+
+#[test]
+fn new_draws_with_the_grouped_fan_in() {
+    // He-uniform bound √(6 / fan_in): groups of 4 of 8 channels, 3x3 kernel, fan_in 36.
+    let mut rng = StdRng::seed_from_u64(5);
+    let conv = Conv2d::<f64>::new(8, 16, (3, 3), Init::HeUniform, &mut rng)
+        .unwrap()
+        .with_groups(2)
+        .unwrap();
+    assert_eq!(conv.weight().shape(), [16, 4, 3, 3]);
+    assert_eq!(conv.in_channels(), 8);
+    let bound = (6.0_f64 / 36.0).sqrt();
+    let largest = conv.weight().iter().fold(0.0_f64, |m, w| m.max(w.abs()));
+    assert!(
+        largest <= bound && largest > 0.9 * bound,
+        "{largest} against {bound}"
+    );
+    // Depthwise: one input channel a group.
+    let depthwise = Conv2d::<f64>::new(8, 8, (3, 3), Init::HeUniform, &mut rng)
+        .unwrap()
+        .with_groups(8)
+        .unwrap();
+    assert_eq!(depthwise.weight().shape(), [8, 1, 3, 3]);
+}
