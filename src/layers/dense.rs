@@ -27,6 +27,9 @@ pub enum Init {
     HeUniform,
     /// He/Kaiming normal: `N(0, σ²)`, `σ = √(2 / fan_in)`; for ReLU.
     HeNormal,
+    /// `U(-a, a)`, `a = 1 / √fan_in`: PyTorch's default for the weights of
+    /// `nn.Linear` and `nn.Conv2d` (`kaiming_uniform_` with `a = √5`).
+    FanInUniform,
     /// `U(-a, a)` for the given `a > 0`; `Uniform(1 / √fan_in)` is PyTorch's `nn.Linear` default.
     Uniform(f64),
     /// `N(0, σ²)` for the given `σ > 0`.
@@ -356,6 +359,7 @@ impl Init {
             Init::GlorotNormal => (2.0 / (fan_in + fan_out)).sqrt(),
             Init::HeUniform => (6.0 / fan_in).sqrt(),
             Init::HeNormal => (2.0 / fan_in).sqrt(),
+            Init::FanInUniform => 1.0 / fan_in.sqrt(),
             Init::Uniform(a) => a,
             Init::Normal(std_dev) => std_dev,
         }
@@ -376,7 +380,7 @@ impl Init {
             values.extend((0..len).map(|_| F::lit(dist(rng))));
         };
         match self {
-            Init::GlorotUniform | Init::HeUniform | Init::Uniform(_) => {
+            Init::GlorotUniform | Init::HeUniform | Init::FanInUniform | Init::Uniform(_) => {
                 let dist = Uniform::new(-scale, scale).map_err(|_| scale_error(scale))?;
                 draw(&|rng| dist.sample(rng));
             }
