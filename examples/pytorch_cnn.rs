@@ -34,7 +34,7 @@ fn printed(text: &str, label: &str) -> Result<Array2<f64>, Box<dyn Error>> {
 /// PyTorch's `nn.Sequential` of `pytorch_cnn.py`, position for position, so
 /// the state_dict names match (`0.weight`, `1.running_mean`, `9.bias`, …).
 /// The weights are placeholders until the checkpoint is loaded.
-fn network<F: Real>() -> Result<Sequential<F, Ix4, Ix2>, LayerError> {
+fn network<F: Real>() -> Result<Cnn<F>, LayerError> {
     let mut rng = <ndlayers::rand::rngs::StdRng as ndlayers::rand::SeedableRng>::seed_from_u64(0);
     Ok(Sequential::new()
         .with(Conv2d::new(1, 16, (3, 3), Init::FanInUniform, &mut rng)?.with_padding((1, 1))?)
@@ -49,13 +49,16 @@ fn network<F: Real>() -> Result<Sequential<F, Ix4, Ix2>, LayerError> {
         .with(Dense::new(128, 10, Init::FanInUniform, &mut rng)?))
 }
 
+/// The digits CNN: images in, logits out.
+type Cnn<F> = Sequential<F, Ix4, Ix2>;
+
 /// Loads `file` into a fresh network in evaluation mode and returns the
 /// largest difference from PyTorch's `label` logits, relative to the largest.
 fn reproduce<F: Real>(
     file: &str,
     text: &str,
     label: &str,
-) -> Result<(Sequential<F, Ix4, Ix2>, f64), Box<dyn Error>> {
+) -> Result<(Cnn<F>, f64), Box<dyn Error>> {
     let mut net = network::<F>()?;
     checkpoint::load(format!("{REFERENCE}{file}"), &mut net, None)?;
     net.set_training(false);
