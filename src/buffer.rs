@@ -219,6 +219,35 @@ pub(crate) fn reuse<F: Real, D: Dimension>(
     slot.as_mut().expect("filled above")
 }
 
+/// [`reuse`] for a shape that follows from hyperparameters rather than from
+/// an array that exists (a convolution's padded output): a size that
+/// overflows or cannot be allocated is an error naming `layer` and the
+/// shape, where `reuse` would abort.
+pub(crate) fn try_reuse<'a, F: Real, D: Dimension>(
+    slot: &'a mut Option<Array<F, D>>,
+    dim: D,
+    fortran: bool,
+    layer: &'static str,
+) -> Result<&'a mut Array<F, D>, LayerError> {
+    let len = dim.size_checked().ok_or_else(|| {
+        LayerError::invalid(
+            layer,
+            "size",
+            format_args!("{:?}", dim.slice()),
+            "overflows the address space",
+        )
+    })?;
+    if slot.as_ref().is_none_or(|a| a.len() < len) {
+        let mut v = try_vec(len, layer, format!("{:?}", dim.slice()))?;
+        v.resize(len, F::zero());
+        *slot = Some(
+            Array::from_shape_vec(dim.clone().set_f(fortran), v)
+                .expect("a vector of exactly dim.size() elements"),
+        );
+    }
+    Ok(reuse(slot, dim, fortran))
+}
+
 /// [`reuse`] with `like`'s shape and memory order (row-major for non-contiguous `like`).
 pub(crate) fn reuse_like<'a, F: Real, D: Dimension>(
     slot: &'a mut Option<Array<F, D>>,

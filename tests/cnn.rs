@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use ndlayers::StateDict;
 use ndlayers::checkpoint;
 use ndlayers::gradcheck::GradCheck;
 use ndlayers::ndarray::{
@@ -581,4 +582,171 @@ fn new_draws_with_the_grouped_fan_in() {
         .with_groups(8)
         .unwrap();
     assert_eq!(depthwise.weight().shape(), [8, 1, 3, 3]);
+}
+
+/// An image batch of up to `(2, 3, 6, 6)` of any values, presented
+/// row-major, with its last two axes swapped, stepped, or reversed.
+fn any_images() -> impl Strategy<Value = (Array4<f64>, usize)> {
+    ((0usize..3, 0usize..4, 0usize..7, 0usize..7), 0usize..4).prop_flat_map(
+        |((n, c, h, w), layout)| {
+            let len = n * c * h * w;
+            (
+                prop::collection::vec(crate::common::any_value(), len)
+                    .prop_map(move |v| Array4::from_shape_vec((n, c, h, w), v).unwrap()),
+                Just(layout),
+            )
+        },
+    )
+}
+
+fn present(x: &Array4<f64>, layout: usize) -> Array4<f64> {
+    use ndlayers::ndarray::s;
+    match layout {
+        0 => x.clone(),
+        // Column-major in the last two axes: the same values, another layout.
+        1 => {
+            let mut t = Array4::zeros(x.raw_dim().f());
+            t.assign(x);
+            t
+        }
+        2 => x.slice(s![.., .., .., ..;-1]).to_owned(),
+        _ => x.slice(s![.., .., ..;2, ..]).to_owned(),
+    }
+}
+
+/// Images to images.
+type Images = Sequential<f64, Ix4, Ix4>;
+
+/// Every CNN layer as a `Layer<f64, Ix4, _>` behind one `Sequential`, so one
+/// driver calls them all; `None` where the settings are refused.
+fn hostile_layers(
+    channels: usize,
+    (kernel, stride, padding, dilation, groups): (usize, usize, usize, usize, usize),
+) -> Vec<(&'static str, Option<Images>)> {
+    let mut rng = StdRng::seed_from_u64(7);
+    let k = (kernel, kernel.max(1) - 1 + kernel);
+    let conv = Conv2d::new(channels, 2 * channels.max(1), k, Init::HeUniform, &mut rng)
+        .and_then(|c| c.with_stride((stride, 1)))
+        .and_then(|c| c.with_padding((padding, padding)))
+        .and_then(|c| c.with_dilation((dilation, 1)))
+        .and_then(|c| c.with_groups(groups));
+    let max = MaxPool2d::new(k)
+        .and_then(|p| p.with_stride((stride, stride)))
+        .and_then(|p| p.with_padding((padding, 0)));
+    let avg = AvgPool2d::new(k)
+        .and_then(|p| p.with_stride((1, stride)))
+        .and_then(|p| p.with_padding((0, padding)));
+    vec![
+        ("conv", conv.ok().map(|l| Sequential::new().with(l))),
+        ("maxpool", max.ok().map(|l| Sequential::new().with(l))),
+        ("avgpool", avg.ok().map(|l| Sequential::new().with(l))),
+        (
+            "batchnorm",
+            BatchNorm2d::new(channels)
+                .ok()
+                .map(|l| Sequential::new().with(l)),
+        ),
+        (
+            "flatten",
+            Some(
+                Sequential::new()
+                    .with(Flatten::new())
+                    .with(Relu::<f64, Ix2>::new())
+                    .with(Unflatten),
+            ),
+        ),
+    ]
+}
+
+/// `(batch, n)` back to `(batch, n, 1, 1)`, so Flatten fits the driver's `Ix4 → Ix4`.
+struct Unflatten;
+
+impl StateDict<f64> for Unflatten {}
+
+impl Layer<f64, Ix2, Ix4> for Unflatten {
+    fn forward_view(
+        &mut self,
+        _: ndlayers::ndarray::ArrayView2<'_, f64>,
+    ) -> Result<ndlayers::ndarray::ArrayView4<'_, f64>, LayerError> {
+        Err(LayerError::Empty {
+            layer: "Unflatten",
+            what: "the view path (unused)",
+        })
+    }
+    fn backward_view(
+        &mut self,
+        _: ndlayers::ndarray::ArrayView4<'_, f64>,
+    ) -> Result<ndlayers::ndarray::ArrayView2<'_, f64>, LayerError> {
+        Err(LayerError::Empty {
+            layer: "Unflatten",
+            what: "the view path (unused)",
+        })
+    }
+    fn infer(&self, x: ndlayers::ndarray::ArrayView2<'_, f64>) -> Result<Array4<f64>, LayerError> {
+        let (b, n) = x.dim();
+        Ok(x.to_owned().into_shape_with_order((b, n, 1, 1)).unwrap())
+    }
+}
+
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any images and settings through every CNN layer: every call returns,
+    /// and what returns `Ok` has the shape it should.
+    #[test]
+    fn cnn_layers_return_on_anything(
+        (x, layout) in any_images(),
+        settings in (0usize..4, 0usize..3, 0usize..3, 0usize..3, 0usize..4),
+        channels in 0usize..4,
+        g_scale in -2.0f64..2.0,
+    ) {
+        let x = present(&x, layout);
+        for (name, layer) in hostile_layers(channels, settings) {
+            let Some(mut layer) = layer else { continue };
+            let inferred = layer.infer(x.view());
+            match layer.forward(x.view()) {
+                Ok(y) => {
+                    if let Ok(inferred) = &inferred {
+                        prop_assert_eq!(inferred.shape(), y.shape(), "{}", name);
+                    }
+                    prop_assert_eq!(y.shape()[0], x.shape()[0], "{}: batch", name);
+                    let g = y.mapv(|v| if v.is_finite() { v * g_scale } else { 1.0 });
+                    if let Ok(dx) = layer.backward(g.view()) {
+                        prop_assert_eq!(dx.shape(), x.shape(), "{}", name);
+                    }
+                    let wrong = Array4::<f64>::zeros((y.shape()[0] + 1, 1, 1, 1));
+                    prop_assert!(layer.backward(wrong.view()).is_err(), "{}", name);
+                    let _ = Adam::new(0.1).unwrap().step(&mut [&mut layer]);
+                }
+                Err(_) => {
+                    let _ = layer.backward(x.view());
+                }
+            }
+            layer.set_training(false);
+            let _ = layer.forward(x.view());
+            let _ = layer.backward(x.view());
+        }
+    }
+
+    /// Sizes and settings no allocation could hold are errors, not aborts.
+    #[test]
+    fn absurd_settings_are_errors(
+        big in prop_oneof![Just(usize::MAX), Just(1usize << 40), Just(1usize << 62), Just(usize::MAX / 2)],
+        small in 1usize..4,
+    ) {
+        let mut rng = StdRng::seed_from_u64(0);
+        prop_assert!(Conv2d::<f32>::new(big, big, (small, small), Init::HeUniform, &mut rng).is_err());
+        prop_assert!(Conv2d::<f32>::new(small, small, (big, 3), Init::HeUniform, &mut rng).is_err());
+        prop_assert!(BatchNorm2d::<f32>::new(big).is_err());
+        let x = Array4::<f32>::zeros((1, small, 4, 4));
+        let conv = Conv2d::<f32>::new(small, 1, (3, 3), Init::HeUniform, &mut rng).unwrap();
+        prop_assert!(conv.clone().with_padding((big, 0)).unwrap().infer(x.view()).is_err());
+        prop_assert!(conv.clone().with_dilation((big, 1)).unwrap().infer(x.view()).is_err());
+        let _ = conv.with_stride((big, big)).unwrap().infer(x.view());
+        let pool = MaxPool2d::<f32>::new((big, 2)).unwrap();
+        prop_assert!(pool.infer(x.view()).is_err());
+        let _ = MaxPool2d::<f32>::new((2, 2)).unwrap().with_stride((big, big)).unwrap().infer(x.view());
+    }
 }

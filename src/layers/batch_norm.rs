@@ -8,7 +8,7 @@ use ndarray::{
     Array, Array0, Array1, ArrayView, ArrayView1, Axis, Dimension, Ix2, Ix4, RemoveAxis, Zip,
 };
 
-use crate::buffer::reuse;
+use crate::buffer::{reuse, try_vec};
 use crate::error::{LayerError, require};
 use crate::layer::Layer;
 use crate::real::Real;
@@ -105,21 +105,26 @@ impl<F: Real, D: RemoveAxis> BatchNorm<F, D> {
             channels > 0,
             "must be at least 1",
         )?;
+        let filled = |value: F| -> Result<Array1<F>, LayerError> {
+            let mut v = try_vec(channels, Self::name(), format!("{channels} channels"))?;
+            v.resize(channels, value);
+            Ok(Array1::from_vec(v))
+        };
         Ok(BatchNorm {
-            weight: Array1::ones(channels),
-            bias: Array1::zeros(channels),
-            grad_weight: Array1::zeros(channels),
-            grad_bias: Array1::zeros(channels),
-            running_mean: Array1::zeros(channels),
-            running_var: Array1::ones(channels),
+            weight: filled(F::ONE)?,
+            bias: filled(F::zero())?,
+            grad_weight: filled(F::zero())?,
+            grad_bias: filled(F::zero())?,
+            running_mean: filled(F::zero())?,
+            running_var: filled(F::ONE)?,
             num_batches_tracked: Array0::zeros(()),
             eps: F::lit(DEFAULT_EPS),
             momentum: F::lit(DEFAULT_MOMENTUM),
             training: true,
             normalized: None,
             batch_statistics: true,
-            mean: Vec::with_capacity(channels),
-            rstd: Vec::with_capacity(channels),
+            mean: Vec::new(),
+            rstd: Vec::new(),
             output: None,
             grad_input: None,
         })
@@ -232,7 +237,9 @@ impl<F: Real, D: RemoveAxis> BatchNorm<F, D> {
     fn statistics(&mut self, input: &ArrayView<'_, F, D>, n: usize) {
         self.mean.clear();
         self.rstd.clear();
-        if !self.training {
+        // An empty batch has no statistics: it is normalised (to nothing)
+        // with the running ones, which it leaves as they were.
+        if !self.training || n == 0 {
             let eps = self.eps;
             let rstd = self.running_var.iter().map(|&v| F::ONE / (v + eps).sqrt());
             self.rstd.extend(rstd);

@@ -6,7 +6,7 @@ use std::fmt;
 use ndarray::{Array1, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2, Ix4, s};
 use rand::Rng;
 
-use crate::buffer::reuse;
+use crate::buffer::{reuse, try_reuse, try_vec};
 use crate::dense::Init;
 use crate::error::{LayerError, require, require_all};
 use crate::layer::Layer;
@@ -228,10 +228,16 @@ impl<F: Real> Conv2d<F> {
         ] {
             require(NAME, name, value, value > 0, "must be at least 1")?;
         }
-        let len = out_channels * in_channels * kh * kw;
+        let product =
+            |factors: &[usize]| factors.iter().try_fold(1_usize, |p, &f| p.checked_mul(f));
+        let too_large = || {
+            let shape = format!("({out_channels}, {in_channels}, {kh}, {kw})");
+            LayerError::invalid(NAME, "weight size", shape, "overflows the address space")
+        };
+        let len = product(&[out_channels, in_channels, kh, kw]).ok_or_else(too_large)?;
         let fans = (in_channels * kh * kw, out_channels * kh * kw);
         let values = init.sample(
-            crate::buffer::try_vec(len, NAME, format!("{len} weights"))?,
+            try_vec(len, NAME, format!("{len} weights"))?,
             len,
             fans,
             rng,
@@ -385,6 +391,11 @@ impl<F: Real> Conv2d<F> {
             );
             return Err(LayerError::shape_described(NAME, "input", expected, shape));
         }
+        let overflow = || {
+            let settings = format!("{:?}, {:?}", self.padding, self.dilation);
+            let requirement = "overflow the address space with this input";
+            LayerError::invalid(NAME, "padding and dilation", settings, requirement)
+        };
         let mut size = [0; 2];
         let (kernel, stride) = ([kh, kw], [self.stride.0, self.stride.1]);
         let (padding, dilation) = (
@@ -392,8 +403,14 @@ impl<F: Real> Conv2d<F> {
             [self.dilation.0, self.dilation.1],
         );
         for axis in 0..2 {
-            let span = dilation[axis] * (kernel[axis] - 1) + 1;
-            let padded = shape[2 + axis] + 2 * padding[axis];
+            let span = dilation[axis]
+                .checked_mul(kernel[axis] - 1)
+                .and_then(|s| s.checked_add(1))
+                .ok_or_else(overflow)?;
+            let padded = padding[axis]
+                .checked_mul(2)
+                .and_then(|p| p.checked_add(shape[2 + axis]))
+                .ok_or_else(overflow)?;
             if padded < span {
                 let what = ["height", "width"][axis];
                 let expected = format!(
@@ -459,6 +476,19 @@ impl<F: Real> Conv2d<F> {
     }
 }
 
+/// Room in `scratch` for `rows · pixels` elements, or the error where that
+/// overflows or cannot be allocated.
+fn try_scratch<F>(scratch: &mut Vec<F>, rows: usize, pixels: usize) -> Result<(), LayerError> {
+    let len = rows.checked_mul(pixels);
+    let fits = len.is_some_and(|len| {
+        scratch
+            .try_reserve(len.saturating_sub(scratch.len()))
+            .is_ok()
+    });
+    let size = format_args!("{rows} x {pixels}");
+    require(NAME, "unrolled windows", size, fits, "must fit in memory").map(drop)
+}
+
 /// `pair` if both are at least 1.
 fn positive_pair(name: &'static str, pair: (usize, usize)) -> Result<(usize, usize), LayerError> {
     let valid = pair.0 > 0 && pair.1 > 0;
@@ -481,7 +511,8 @@ impl<F: Real> Layer<F, Ix4> for Conv2d<F> {
         x.assign(&input);
         let (mut output, mut cols) = (self.output.take(), std::mem::take(&mut self.columns));
         let dim = Ix4(geometry.batch, geometry.outputs, geometry.oh, geometry.ow);
-        let y = reuse(&mut output, dim, false);
+        let y = try_reuse(&mut output, dim, false, NAME)?;
+        try_scratch(&mut cols, geometry.rows(), geometry.pixels())?;
         let (xs, ys) = (
             x.as_slice().expect("row-major"),
             y.as_slice_mut().expect("row-major"),
@@ -569,14 +600,17 @@ impl<F: Real> Layer<F, Ix4> for Conv2d<F> {
     fn infer(&self, input: ArrayView4<'_, F>) -> Result<Array4<F>, LayerError> {
         let geometry = self.geometry(input.shape())?;
         let x = input.as_standard_layout();
-        let mut y = Array4::zeros((geometry.batch, geometry.outputs, geometry.oh, geometry.ow));
-        let ys = y.as_slice_mut().expect("row-major");
-        self.convolve(
-            &geometry,
+        let dim = Ix4(geometry.batch, geometry.outputs, geometry.oh, geometry.ow);
+        let mut output = None;
+        try_reuse(&mut output, dim, false, NAME)?;
+        let mut y = output.expect("filled by try_reuse");
+        let mut cols = Vec::new();
+        try_scratch(&mut cols, geometry.rows(), geometry.pixels())?;
+        let (xs, ys) = (
             x.as_slice().expect("row-major"),
-            ys,
-            &mut Vec::new(),
+            y.as_slice_mut().expect("row-major"),
         );
+        self.convolve(&geometry, xs, ys, &mut cols);
         Ok(y)
     }
 }

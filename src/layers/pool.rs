@@ -177,7 +177,8 @@ impl<P: Pooling, F> Pool2d<P, F> {
             [self.padding.0, self.padding.1],
         );
         for axis in 0..2 {
-            let padded = shape[2 + axis] + 2 * padding[axis];
+            // Padding is at most half the kernel: an overflow means the kernel is larger.
+            let padded = shape[2 + axis].saturating_add(2 * padding[axis]);
             if padded < kernel[axis] {
                 let what = ["height", "width"][axis];
                 let expected = format!(
@@ -207,8 +208,9 @@ impl<P: Pooling, F> Pool2d<P, F> {
         kernel: usize,
         len: usize,
     ) -> (usize, usize) {
-        let start = (o * stride) as isize - padding as isize;
-        let end = (start + kernel as isize).min(len as isize);
+        // In i128, where no product or sum of these usizes overflows.
+        let start = o as i128 * stride as i128 - padding as i128;
+        let end = (start + kernel as i128).min(len as i128);
         (start.max(0) as usize, end.max(0) as usize)
     }
 }
