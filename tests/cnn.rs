@@ -691,7 +691,7 @@ impl Layer<f64, Ix2, Ix4> for Unflatten {
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(1024))]
 
     /// Any images and settings through every CNN layer: every call returns,
     /// and what returns `Ok` has the shape it should.

@@ -131,11 +131,28 @@ impl Geometry {
             .filter(|&i| i < len)
     }
 
+    /// The output columns `j0..j1` whose kernel tap `q` reads inside a row of
+    /// the image, and the image column that `j0` reads: column `j` reads
+    /// `j·sw + q·dw - pw`, so the range is where that lies in `0..w`.
+    fn inside(&self, q: usize) -> (usize, usize, usize) {
+        let (stride, padding) = (self.stride.1, self.padding.1);
+        let offset = q * self.dilation.1;
+        let j1 = if self.w + padding > offset {
+            ((self.w + padding - offset - 1) / stride + 1).min(self.ow)
+        } else {
+            0
+        };
+        let j0 = padding.saturating_sub(offset).div_ceil(stride).min(j1);
+        (j0, j1, (j0 * stride + offset).saturating_sub(padding))
+    }
+
     /// `cols = im2col(x)` for the channels of group `group` of one sample `x`
     /// (row-major `(channels, h, w)`): `cols[(c·kh + p)·kw + q, i·ow + j]`.
+    /// Each output row copies one run of an image row (a `memcpy` at stride
+    /// 1) and zeros where the window hangs over the padding.
     fn unroll<F: Real>(&self, x: &[F], group: usize, cols: &mut [F]) {
         let (kh, kw) = self.kernel;
-        let (h, w, ow) = (self.h, self.w, self.ow);
+        let (h, w, ow, stride) = (self.h, self.w, self.ow, self.stride.1);
         let first = group * self.group_channels();
         let mut rows = cols.chunks_exact_mut(self.pixels());
         for c in 0..self.group_channels() {
@@ -143,6 +160,7 @@ impl Geometry {
             for p in 0..kh {
                 for q in 0..kw {
                     let row = rows.next().expect("rows() rows");
+                    let (j0, j1, from) = self.inside(q);
                     for (i, out) in row.chunks_exact_mut(ow).enumerate() {
                         let Some(r) =
                             Self::source(i, p, self.stride.0, self.padding.0, self.dilation.0, h)
@@ -151,18 +169,15 @@ impl Geometry {
                             continue;
                         };
                         let line = &plane[r * w..][..w];
-                        for (j, out) in out.iter_mut().enumerate() {
-                            *out = match Self::source(
-                                j,
-                                q,
-                                self.stride.1,
-                                self.padding.1,
-                                self.dilation.1,
-                                w,
-                            ) {
-                                Some(col) => line[col],
-                                None => F::zero(),
-                            };
+                        out[..j0].fill(F::zero());
+                        out[j1..].fill(F::zero());
+                        let out = &mut out[j0..j1];
+                        if stride == 1 {
+                            out.copy_from_slice(&line[from..from + out.len()]);
+                        } else {
+                            for (k, out) in out.iter_mut().enumerate() {
+                                *out = line[from + k * stride];
+                            }
                         }
                     }
                 }
@@ -174,7 +189,7 @@ impl Geometry {
     /// column entry onto the input pixel it was read from.
     fn scatter<F: Real>(&self, cols: &[F], group: usize, dx: &mut [F]) {
         let (kh, kw) = self.kernel;
-        let (h, w, ow) = (self.h, self.w, self.ow);
+        let (h, w, ow, stride) = (self.h, self.w, self.ow, self.stride.1);
         let first = group * self.group_channels();
         let mut rows = cols.chunks_exact(self.pixels());
         for c in 0..self.group_channels() {
@@ -182,24 +197,16 @@ impl Geometry {
             for p in 0..kh {
                 for q in 0..kw {
                     let row = rows.next().expect("rows() rows");
-                    for (i, from) in row.chunks_exact(ow).enumerate() {
+                    let (j0, j1, from) = self.inside(q);
+                    for (i, values) in row.chunks_exact(ow).enumerate() {
                         let Some(r) =
                             Self::source(i, p, self.stride.0, self.padding.0, self.dilation.0, h)
                         else {
                             continue;
                         };
                         let line = &mut plane[r * w..][..w];
-                        for (j, &v) in from.iter().enumerate() {
-                            if let Some(col) = Self::source(
-                                j,
-                                q,
-                                self.stride.1,
-                                self.padding.1,
-                                self.dilation.1,
-                                w,
-                            ) {
-                                line[col] += v;
-                            }
+                        for (k, &v) in values[j0..j1].iter().enumerate() {
+                            line[from + k * stride] += v;
                         }
                     }
                 }

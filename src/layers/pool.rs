@@ -179,7 +179,8 @@ impl<P: Pooling, F> Pool2d<P, F> {
         for axis in 0..2 {
             // Padding is at most half the kernel: an overflow means the kernel is larger.
             let padded = shape[2 + axis].saturating_add(2 * padding[axis]);
-            if padded < kernel[axis] {
+            // An empty image has no window that is not all padding (PyTorch refuses it too).
+            if padded < kernel[axis] || shape[2 + axis] == 0 {
                 let what = ["height", "width"][axis];
                 let expected = format!(
                     "(batch, channels, height, width) with a {what} of at least {} (the kernel's {} less padding twice {})",
