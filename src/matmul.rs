@@ -77,10 +77,13 @@ pub(crate) fn product_into<F: Real>(
     }
 }
 
+/// Splits a large product across rayon's threads, unless this is one of
+/// them already: a product inside a parallel loop (a convolution's samples)
+/// runs on its own thread, as nested splitting only adds overhead.
 #[cfg(feature = "rayon")]
 fn parallelism(work: usize) -> gemm::Parallelism {
     let threads = rayon::current_num_threads();
-    if work >= PARALLEL_MIN_WORK && threads > 1 {
+    if work >= PARALLEL_MIN_WORK && threads > 1 && rayon::current_thread_index().is_none() {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None

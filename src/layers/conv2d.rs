@@ -66,9 +66,11 @@ pub struct Conv2d<F> {
     init: Option<Init>,
     /// A row-major copy of the last forward's input, for backward.
     input: Option<Array4<F>>,
-    /// Scratch: one sample's and group's unrolled windows, and their gradient.
-    columns: Vec<F>,
-    grad_columns: Vec<F>,
+    /// Scratch for each piece of the batch: the unrolled windows of one
+    /// sample and group in forward; with their gradient and a share of
+    /// `dL/dW` in backward.
+    columns: Vec<Vec<F>>,
+    pieces: Vec<Piece<F>>,
     output: Option<Array4<F>>,
     grad_input: Option<Array4<F>>,
 }
@@ -172,7 +174,9 @@ impl Geometry {
                         out[..j0].fill(F::zero());
                         out[j1..].fill(F::zero());
                         let out = &mut out[j0..j1];
-                        if stride == 1 {
+                        if out.is_empty() {
+                            // `from` may lie past the row: nothing is read.
+                        } else if stride == 1 {
                             out.copy_from_slice(&line[from..from + out.len()]);
                         } else {
                             for (k, out) in out.iter_mut().enumerate() {
@@ -293,7 +297,7 @@ impl<F: Real> Conv2d<F> {
             init: None,
             input: None,
             columns: Vec::new(),
-            grad_columns: Vec::new(),
+            pieces: Vec::new(),
             output: None,
             grad_input: None,
         })
@@ -454,18 +458,51 @@ impl<F: Real> Conv2d<F> {
         all.slice_move(s![group * per..(group + 1) * per, ..])
     }
 
-    /// `y = conv(x)` for row-major `x`, into row-major `y`, with `cols` as scratch.
-    fn convolve(&self, geometry: &Geometry, x: &[F], y: &mut [F], cols: &mut Vec<F>) {
+    /// `y = conv(x)` for row-major `x`, into row-major `y`, with one
+    /// scratch vector per piece of the batch ([`pieces`]; split across
+    /// threads with the `rayon` feature).
+    fn convolve(&self, geometry: &Geometry, x: &[F], y: &mut [F], scratch: &mut Vec<Vec<F>>) {
+        if x.is_empty() || y.is_empty() {
+            // No pixel to read (every window is padding) or none to write:
+            // the output is the bias.
+            for (plane, o) in y
+                .chunks_exact_mut(geometry.pixels().max(1))
+                .zip((0..geometry.outputs).cycle())
+            {
+                plane.fill(self.bias.as_ref().map_or(F::zero(), |b| b[o]));
+            }
+            return;
+        }
+        let per = pieces(geometry);
+        scratch.resize_with(geometry.batch.div_ceil(per).max(1), Vec::new);
+        let sample_in = geometry.channels * geometry.h * geometry.w;
+        let sample_out = geometry.outputs * geometry.pixels();
+        let work = x
+            .chunks(per * sample_in)
+            .zip(y.chunks_mut(per * sample_out))
+            .zip(scratch.iter_mut());
+        #[cfg(feature = "rayon")]
+        {
+            use rayon::prelude::*;
+            let work: Vec<_> = work.collect();
+            work.into_par_iter()
+                .for_each(|((x, y), cols)| self.convolve_samples(geometry, x, y, cols));
+        }
+        #[cfg(not(feature = "rayon"))]
+        work.for_each(|((x, y), cols)| self.convolve_samples(geometry, x, y, cols));
+    }
+
+    /// [`convolve`](Self::convolve) for the samples of `x`, one after another.
+    fn convolve_samples(&self, geometry: &Geometry, x: &[F], y: &mut [F], cols: &mut Vec<F>) {
         let (rows, pixels) = (geometry.rows(), geometry.pixels());
         cols.resize(rows * pixels, F::zero());
         let per = geometry.group_outputs();
         let sample_in = geometry.channels * geometry.h * geometry.w;
         let sample_out = geometry.outputs * pixels;
-        for n in 0..geometry.batch {
-            let (x, y) = (
-                &x[n * sample_in..][..sample_in],
-                &mut y[n * sample_out..][..sample_out],
-            );
+        for (x, y) in x
+            .chunks_exact(sample_in.max(1))
+            .zip(y.chunks_exact_mut(sample_out.max(1)))
+        {
             for group in 0..geometry.groups {
                 geometry.unroll(x, group, cols);
                 let cols =
@@ -481,6 +518,97 @@ impl<F: Real> Conv2d<F> {
             }
         }
     }
+
+    /// `dL/dx` and `dL/dW` for the samples of `x` and `g`: `dx` is
+    /// overwritten, `dw` (`(out_channels, rows)`) overwritten by the sum over
+    /// these samples.
+    fn backward_samples(
+        &self,
+        geometry: &Geometry,
+        x: &[F],
+        g: &[F],
+        dx: &mut [F],
+        piece: &mut Piece<F>,
+    ) {
+        let (rows, pixels, per) = (geometry.rows(), geometry.pixels(), geometry.group_outputs());
+        let sample_in = geometry.channels * geometry.h * geometry.w;
+        let sample_out = geometry.outputs * pixels;
+        piece.cols.resize(rows * pixels, F::zero());
+        piece.grad_cols.resize(rows * pixels, F::zero());
+        piece.grad_weight.resize(geometry.outputs * rows, F::zero());
+        piece.grad_weight.fill(F::zero());
+        dx.fill(F::zero());
+        let mut dw_all =
+            ArrayViewMut2::from_shape((geometry.outputs, rows), piece.grad_weight.as_mut_slice())
+                .expect("outputs x rows");
+        let samples = x
+            .chunks_exact(sample_in.max(1))
+            .zip(g.chunks_exact(sample_out.max(1)));
+        for (n, ((x, g), dx)) in samples
+            .zip(dx.chunks_exact_mut(sample_in.max(1)))
+            .enumerate()
+        {
+            for group in 0..geometry.groups {
+                geometry.unroll(x, group, &mut piece.cols);
+                let cols = ArrayView2::from_shape((rows, pixels), piece.cols.as_slice())
+                    .expect("rows x pixels");
+                let g = ArrayView2::from_shape(
+                    (per, pixels),
+                    &g[group * per * pixels..][..per * pixels],
+                )
+                .expect("per x pixels");
+                // dL/dW_group (+)= g · colsᵀ
+                let mut dw = dw_all.slice_mut(s![group * per..(group + 1) * per, ..]);
+                product_into(&g, &cols.t(), &mut dw, n > 0);
+                // dL/dcols = W_groupᵀ · g, scattered onto the image.
+                let mut dcols =
+                    ArrayViewMut2::from_shape((rows, pixels), piece.grad_cols.as_mut_slice())
+                        .expect("rows x pixels");
+                product_into(
+                    &self.group_weight(geometry, group).t(),
+                    &g,
+                    &mut dcols,
+                    false,
+                );
+                geometry.scatter(&piece.grad_cols, group, dx);
+            }
+        }
+    }
+}
+
+/// What one piece of the batch needs in backward: its unrolled windows,
+/// their gradient, and its share of `dL/dW`.
+#[derive(Debug, Clone)]
+struct Piece<F> {
+    cols: Vec<F>,
+    grad_cols: Vec<F>,
+    grad_weight: Vec<F>,
+}
+
+impl<F> Default for Piece<F> {
+    fn default() -> Self {
+        Piece {
+            cols: Vec::new(),
+            grad_cols: Vec::new(),
+            grad_weight: Vec::new(),
+        }
+    }
+}
+
+/// Samples a piece of the batch holds: the whole batch on one thread, an
+/// even share on each with the `rayon` feature when the work is large
+/// enough to repay the split (the products' threshold).
+fn pieces(geometry: &Geometry) -> usize {
+    let batch = geometry.batch.max(1);
+    #[cfg(feature = "rayon")]
+    {
+        let work = geometry.outputs * geometry.rows() * geometry.pixels() * batch;
+        let threads = rayon::current_num_threads();
+        if threads > 1 && batch > 1 && work >= 1 << 20 && rayon::current_thread_index().is_none() {
+            return batch.div_ceil(threads);
+        }
+    }
+    batch
 }
 
 /// Room in `scratch` for `rows · pixels` elements, or the error where that
@@ -516,17 +644,23 @@ impl<F: Real> Layer<F, Ix4> for Conv2d<F> {
         let mut cached = self.input.take();
         let x = reuse(&mut cached, input.raw_dim(), false);
         x.assign(&input);
-        let (mut output, mut cols) = (self.output.take(), std::mem::take(&mut self.columns));
+        let (mut output, mut scratch) = (self.output.take(), std::mem::take(&mut self.columns));
         let dim = Ix4(geometry.batch, geometry.outputs, geometry.oh, geometry.ow);
-        let y = try_reuse(&mut output, dim, false, NAME)?;
-        try_scratch(&mut cols, geometry.rows(), geometry.pixels())?;
+        let result = try_reuse(&mut output, dim, false, NAME)
+            .map(drop)
+            .and_then(|()| try_scratch(&mut Vec::<F>::new(), geometry.rows(), geometry.pixels()));
+        if let Err(e) = result {
+            (self.input, self.columns) = (cached, scratch);
+            return Err(e);
+        }
+        let y = output.as_mut().expect("filled by try_reuse");
         let (xs, ys) = (
             x.as_slice().expect("row-major"),
             y.as_slice_mut().expect("row-major"),
         );
-        self.convolve(&geometry, xs, ys, &mut cols);
-        (self.input, self.output, self.columns) = (cached, output, cols);
-        Ok(self.output.as_ref().expect("filled by reuse").view())
+        self.convolve(&geometry, xs, ys, &mut scratch);
+        (self.input, self.output, self.columns) = (cached, output, scratch);
+        Ok(self.output.as_ref().expect("filled by try_reuse").view())
     }
 
     fn backward_view(
@@ -542,56 +676,49 @@ impl<F: Real> Layer<F, Ix4> for Conv2d<F> {
         LayerError::check_shape(NAME, "grad_output", &expected, grad_output.shape())?;
         let g = grad_output.as_standard_layout();
         let gs = g.as_slice().expect("row-major");
-        let (rows, pixels, per) = (geometry.rows(), geometry.pixels(), geometry.group_outputs());
+        let pixels = geometry.pixels();
         let sample_in = geometry.channels * geometry.h * geometry.w;
         let sample_out = geometry.outputs * pixels;
         let xs = input.as_slice().expect("row-major");
-        let mut cols = std::mem::take(&mut self.columns);
-        let mut grad_cols = std::mem::take(&mut self.grad_columns);
-        cols.resize(rows * pixels, F::zero());
-        grad_cols.resize(rows * pixels, F::zero());
         let mut grad_input = self.grad_input.take();
         let dx = reuse(&mut grad_input, input.raw_dim(), false);
-        dx.fill(F::zero());
         let dxs = dx.as_slice_mut().expect("row-major");
-        let mut grad_weight = std::mem::replace(&mut self.grad_weight, Array4::zeros((0, 0, 0, 0)));
-        let (outputs, _, _, _) = grad_weight.dim();
-        let mut grad_weight_matrix = grad_weight
-            .view_mut()
-            .into_shape_with_order((outputs, rows))
-            .expect("row-major gradient");
-        for n in 0..geometry.batch {
-            let x = &xs[n * sample_in..][..sample_in];
-            let g = &gs[n * sample_out..][..sample_out];
-            let dx = &mut dxs[n * sample_in..][..sample_in];
-            for group in 0..geometry.groups {
-                geometry.unroll(x, group, &mut cols);
-                let cols_view =
-                    ArrayView2::from_shape((rows, pixels), cols.as_slice()).expect("rows x pixels");
-                let g = ArrayView2::from_shape(
-                    (per, pixels),
-                    &g[group * per * pixels..][..per * pixels],
-                )
-                .expect("per x pixels");
-                // dL/dW_group (+)= g · colsᵀ
-                let mut dw = grad_weight_matrix.slice_mut(s![group * per..(group + 1) * per, ..]);
-                product_into(&g, &cols_view.t(), &mut dw, n > 0);
-                // dL/dcols = W_groupᵀ · g, scattered onto the image.
-                let mut dcols = ArrayViewMut2::from_shape((rows, pixels), grad_cols.as_mut_slice())
-                    .expect("rows x pixels");
-                product_into(
-                    &self.group_weight(&geometry, group).t(),
-                    &g,
-                    &mut dcols,
-                    false,
-                );
-                geometry.scatter(&grad_cols, group, dx);
+        let per = pieces(&geometry);
+        let mut pieces = std::mem::take(&mut self.pieces);
+        let used = if xs.is_empty() || gs.is_empty() {
+            // No pixel or no output: every product is empty.
+            dxs.fill(F::zero());
+            0
+        } else {
+            pieces.resize_with(geometry.batch.div_ceil(per), Piece::default);
+            let work = xs
+                .chunks(per * sample_in)
+                .zip(gs.chunks(per * sample_out))
+                .zip(dxs.chunks_mut(per * sample_in))
+                .zip(pieces.iter_mut());
+            #[cfg(feature = "rayon")]
+            {
+                use rayon::prelude::*;
+                let work: Vec<_> = work.collect();
+                work.into_par_iter().for_each(|(((x, g), dx), piece)| {
+                    self.backward_samples(&geometry, x, g, dx, piece)
+                });
+            }
+            #[cfg(not(feature = "rayon"))]
+            work.for_each(|(((x, g), dx), piece)| {
+                self.backward_samples(&geometry, x, g, dx, piece)
+            });
+            geometry.batch.div_ceil(per)
+        };
+        // dL/dW: the pieces' shares, summed in order (the same sum on any
+        // number of threads for a given split).
+        let grad_weight = self.grad_weight.as_slice_mut().expect("row-major gradient");
+        grad_weight.fill(F::zero());
+        for piece in &pieces[..used] {
+            for (total, &share) in grad_weight.iter_mut().zip(&piece.grad_weight) {
+                *total += share;
             }
         }
-        if geometry.batch == 0 {
-            grad_weight.fill(F::zero());
-        }
-        self.grad_weight = grad_weight;
         if let Some(grad_bias) = &mut self.grad_bias {
             grad_bias.fill(F::zero());
             for sample in gs.chunks_exact(sample_out.max(1)) {
@@ -600,7 +727,7 @@ impl<F: Real> Layer<F, Ix4> for Conv2d<F> {
                 }
             }
         }
-        (self.columns, self.grad_columns, self.grad_input) = (cols, grad_cols, grad_input);
+        (self.pieces, self.grad_input) = (pieces, grad_input);
         Ok(self.grad_input.as_ref().expect("filled by reuse").view())
     }
 
@@ -610,14 +737,13 @@ impl<F: Real> Layer<F, Ix4> for Conv2d<F> {
         let dim = Ix4(geometry.batch, geometry.outputs, geometry.oh, geometry.ow);
         let mut output = None;
         try_reuse(&mut output, dim, false, NAME)?;
+        try_scratch(&mut Vec::<F>::new(), geometry.rows(), geometry.pixels())?;
         let mut y = output.expect("filled by try_reuse");
-        let mut cols = Vec::new();
-        try_scratch(&mut cols, geometry.rows(), geometry.pixels())?;
         let (xs, ys) = (
             x.as_slice().expect("row-major"),
             y.as_slice_mut().expect("row-major"),
         );
-        self.convolve(&geometry, xs, ys, &mut cols);
+        self.convolve(&geometry, xs, ys, &mut Vec::new());
         Ok(y)
     }
 }
@@ -665,7 +791,7 @@ impl<F: Real> Clone for Conv2d<F> {
             init: self.init,
             input: None,
             columns: Vec::new(),
-            grad_columns: Vec::new(),
+            pieces: Vec::new(),
             output: None,
             grad_input: None,
         }
