@@ -22,6 +22,7 @@
 //! | `short_rows.rs` | rows of fewer than [`SHORT_ROW`] elements as two overlapping vectors |
 //! | `softmax.rs` | row-wise softmax and softmin, forward and backward |
 //! | `log_softmax.rs` | row-wise log-softmax, forward and backward |
+//! | `windows.rs` | a 2-D kernel slid over an image plane (depthwise convolution), forward and backward |
 //!
 //! The layout-generic entry points ([`map_unary`], [`map_backward`]) take the
 //! slice path whenever all arrays share one contiguous memory order, and
@@ -91,6 +92,7 @@ mod short_rows;
 mod softmax;
 mod staging;
 mod steps;
+mod windows;
 
 pub use elementwise::{DerivativeFrom, ElementwiseFn, ElementwiseKernel};
 pub(crate) use elementwise::{forward_slice, map_backward, map_unary, map_unary_in_place};
@@ -98,6 +100,7 @@ pub(crate) use log_softmax::{log_softmax_backward_rows, log_softmax_rows};
 pub(crate) use reduce::sum;
 pub(crate) use softmax::{softmax_backward_rows, softmax_rows};
 pub(crate) use steps::{WORD, backward_chunks, forward_chunks};
+pub(crate) use windows::{Windows, window_backward, window_forward};
 
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;

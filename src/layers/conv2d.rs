@@ -9,6 +9,7 @@ use rand::Rng;
 use crate::buffer::{reuse, try_reuse, try_vec};
 use crate::dense::Init;
 use crate::error::{LayerError, require, require_all};
+use crate::kernels::{Windows, window_backward, window_forward};
 use crate::layer::Layer;
 use crate::matmul::product_into;
 use crate::real::Real;
@@ -102,6 +103,27 @@ impl Geometry {
         self.channels / self.groups
     }
 
+    /// One image plane's window walk.
+    fn windows(&self) -> Windows {
+        Windows {
+            h: self.h,
+            w: self.w,
+            ow: self.ow,
+            kernel: self.kernel,
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+        }
+    }
+
+    /// Whether the convolution is depthwise (groups of one input channel,
+    /// more than one group): computed directly from the image, as a product
+    /// with a one-row weight would only add copies. One group of one channel
+    /// is a product with `out_channels` rows, which the GEMM does better.
+    fn depthwise(&self) -> bool {
+        self.groups > 1 && self.group_channels() == 1
+    }
+
     /// Output channels of one group.
     fn group_outputs(&self) -> usize {
         self.outputs / self.groups
@@ -117,35 +139,11 @@ impl Geometry {
         self.oh * self.ow
     }
 
-    /// The input row (or column) that kernel tap `k` of output `o` reads, if
-    /// inside the image of `len`.
-    #[inline(always)]
-    fn source(
-        o: usize,
-        k: usize,
-        stride: usize,
-        padding: usize,
-        dilation: usize,
-        len: usize,
-    ) -> Option<usize> {
-        (o * stride + k * dilation)
-            .checked_sub(padding)
-            .filter(|&i| i < len)
-    }
-
     /// The output columns `j0..j1` whose kernel tap `q` reads inside a row of
     /// the image, and the image column that `j0` reads: column `j` reads
     /// `j·sw + q·dw - pw`, so the range is where that lies in `0..w`.
     fn inside(&self, q: usize) -> (usize, usize, usize) {
-        let (stride, padding) = (self.stride.1, self.padding.1);
-        let offset = q * self.dilation.1;
-        let j1 = if self.w + padding > offset {
-            ((self.w + padding - offset - 1) / stride + 1).min(self.ow)
-        } else {
-            0
-        };
-        let j0 = padding.saturating_sub(offset).div_ceil(stride).min(j1);
-        (j0, j1, (j0 * stride + offset).saturating_sub(padding))
+        self.windows().inside(q)
     }
 
     /// `cols = im2col(x)` for the channels of group `group` of one sample `x`
@@ -153,6 +151,7 @@ impl Geometry {
     /// Each output row copies one run of an image row (a `memcpy` at stride
     /// 1) and zeros where the window hangs over the padding.
     fn unroll<F: Real>(&self, x: &[F], group: usize, cols: &mut [F]) {
+        let walk = self.windows();
         let (kh, kw) = self.kernel;
         let (h, w, ow, stride) = (self.h, self.w, self.ow, self.stride.1);
         let first = group * self.group_channels();
@@ -164,9 +163,7 @@ impl Geometry {
                     let row = rows.next().expect("rows() rows");
                     let (j0, j1, from) = self.inside(q);
                     for (i, out) in row.chunks_exact_mut(ow).enumerate() {
-                        let Some(r) =
-                            Self::source(i, p, self.stride.0, self.padding.0, self.dilation.0, h)
-                        else {
+                        let Some(r) = walk.source_row(i, p) else {
                             out.fill(F::zero());
                             continue;
                         };
@@ -192,6 +189,7 @@ impl Geometry {
     /// `dx += col2im(cols)`: the transpose of [`Self::unroll`], adding each
     /// column entry onto the input pixel it was read from.
     fn scatter<F: Real>(&self, cols: &[F], group: usize, dx: &mut [F]) {
+        let walk = self.windows();
         let (kh, kw) = self.kernel;
         let (h, w, ow, stride) = (self.h, self.w, self.ow, self.stride.1);
         let first = group * self.group_channels();
@@ -203,9 +201,7 @@ impl Geometry {
                     let row = rows.next().expect("rows() rows");
                     let (j0, j1, from) = self.inside(q);
                     for (i, values) in row.chunks_exact(ow).enumerate() {
-                        let Some(r) =
-                            Self::source(i, p, self.stride.0, self.padding.0, self.dilation.0, h)
-                        else {
+                        let Some(r) = walk.source_row(i, p) else {
                             continue;
                         };
                         let line = &mut plane[r * w..][..w];
@@ -499,10 +495,27 @@ impl<F: Real> Conv2d<F> {
         let per = geometry.group_outputs();
         let sample_in = geometry.channels * geometry.h * geometry.w;
         let sample_out = geometry.outputs * pixels;
+        let weight = self.weight.as_slice().expect("row-major weight");
         for (x, y) in x
             .chunks_exact(sample_in.max(1))
             .zip(y.chunks_exact_mut(sample_out.max(1)))
         {
+            if geometry.depthwise() {
+                match &self.bias {
+                    Some(bias) => {
+                        for (plane, &b) in y.chunks_exact_mut(pixels).zip(bias) {
+                            plane.fill(b);
+                        }
+                    }
+                    None => y.fill(F::zero()),
+                }
+                let (walk, taps, plane) = (geometry.windows(), kh_kw(geometry), h_w(geometry));
+                for (o, out) in y.chunks_exact_mut(pixels).enumerate() {
+                    let image = &x[(o / geometry.group_outputs()) * plane..][..plane];
+                    window_forward(&walk, image, &weight[o * taps..][..taps], out);
+                }
+                continue;
+            }
             for group in 0..geometry.groups {
                 geometry.unroll(x, group, cols);
                 let cols =
@@ -544,10 +557,24 @@ impl<F: Real> Conv2d<F> {
         let samples = x
             .chunks_exact(sample_in.max(1))
             .zip(g.chunks_exact(sample_out.max(1)));
+        let weight = self.weight.as_slice().expect("row-major weight");
         for (n, ((x, g), dx)) in samples
             .zip(dx.chunks_exact_mut(sample_in.max(1)))
             .enumerate()
         {
+            if geometry.depthwise() {
+                let dw = dw_all.as_slice_mut().expect("row-major share");
+                let (walk, taps, plane) = (geometry.windows(), kh_kw(geometry), h_w(geometry));
+                for (o, g) in g.chunks_exact(pixels).enumerate() {
+                    let c = o / geometry.group_outputs();
+                    let (image, grad_image) =
+                        (&x[c * plane..][..plane], &mut dx[c * plane..][..plane]);
+                    let (kernel, grad_kernel) =
+                        (&weight[o * taps..][..taps], &mut dw[o * taps..][..taps]);
+                    window_backward(&walk, image, g, kernel, grad_image, grad_kernel);
+                }
+                continue;
+            }
             for group in 0..geometry.groups {
                 geometry.unroll(x, group, &mut piece.cols);
                 let cols = ArrayView2::from_shape((rows, pixels), piece.cols.as_slice())
@@ -574,6 +601,16 @@ impl<F: Real> Conv2d<F> {
             }
         }
     }
+}
+
+/// Taps of the kernel.
+fn kh_kw(geometry: &Geometry) -> usize {
+    geometry.kernel.0 * geometry.kernel.1
+}
+
+/// Pixels of an input plane.
+fn h_w(geometry: &Geometry) -> usize {
+    geometry.h * geometry.w
 }
 
 /// What one piece of the batch needs in backward: its unrolled windows,
