@@ -750,3 +750,82 @@ proptest! {
         let _ = MaxPool2d::<f32>::new((2, 2)).unwrap().with_stride((big, big)).unwrap().infer(x.view());
     }
 }
+
+/// `y[n, o, i, j]` by the definition, in `f64`: the reference for a
+/// convolution large enough to be split across threads with `rayon`.
+fn direct(
+    x: &Array4<f64>,
+    w: &Array4<f64>,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Array4<f64> {
+    let (n, c, h, wd) = x.dim();
+    let (o, cg, kh, kw) = w.dim();
+    let (oh, ow) = (
+        (h + 2 * padding - kh) / stride + 1,
+        (wd + 2 * padding - kw) / stride + 1,
+    );
+    Array4::from_shape_fn((n, o, oh, ow), |(b, oc, i, j)| {
+        let group = oc / (o / groups);
+        let mut sum = 0.0;
+        for ci in 0..cg {
+            for p in 0..kh {
+                for q in 0..kw {
+                    let (r, s) = (
+                        (i * stride + p) as isize - padding as isize,
+                        (j * stride + q) as isize - padding as isize,
+                    );
+                    if r >= 0 && s >= 0 && (r as usize) < h && (s as usize) < wd {
+                        sum += w[[oc, ci, p, q]] * x[[b, group * cg + ci, r as usize, s as usize]];
+                    }
+                }
+            }
+        }
+        let _ = c;
+        sum
+    })
+}
+
+#[test]
+fn large_convolutions_match_the_definition_on_any_number_of_threads() {
+    // Work above 2^20 multiply-adds, so the rayon feature splits the batch.
+    for (groups, cg) in [(1, 16), (16, 1), (4, 4)] {
+        let x = uniform(Ix4(4, 16, 16, 16), 11);
+        let w = uniform(Ix4(16, cg, 3, 3), 12);
+        let mut conv = Conv2d::from_parameters(w.clone(), None)
+            .and_then(|c| c.with_padding((1, 1)))
+            .and_then(|c| c.with_groups(groups))
+            .unwrap();
+        let y = conv.forward(x.view()).unwrap();
+        let want = direct(&x, &w, 1, 1, groups);
+        let worst = (&y - &want).iter().fold(0.0_f64, |m, d| m.max(d.abs()));
+        assert!(worst < 1e-12, "groups {groups}: {worst:e}");
+        // Backward: the gradients of Σ y · g, checked on a few elements by
+        // differences of the (linear) convolution, exact up to rounding.
+        let g = uniform(Ix4(4, 16, 16, 16), 13);
+        let dx = conv.backward(g.view()).unwrap();
+        let dw = conv.grad_weight().to_owned();
+        let loss = |x: &Array4<f64>, w: &Array4<f64>| (direct(x, w, 1, 1, groups) * &g).sum();
+        for &(b, ch, i, j) in &[(0, 0, 0, 0), (3, 15, 15, 15), (2, 7, 8, 3)] {
+            let mut bumped = x.clone();
+            bumped[[b, ch, i, j]] += 1.0;
+            let slope = loss(&bumped, &w) - loss(&x, &w);
+            assert!(
+                (dx[[b, ch, i, j]] - slope).abs() < 1e-9,
+                "groups {groups}: dx {:?}",
+                (b, ch, i, j)
+            );
+        }
+        for &(oc, ci, p, q) in &[(0, 0, 0, 0), (15, cg - 1, 2, 2), (5, 0, 1, 2)] {
+            let mut bumped = w.clone();
+            bumped[[oc, ci, p, q]] += 1.0;
+            let slope = loss(&x, &bumped) - loss(&x, &w);
+            assert!(
+                (dw[[oc, ci, p, q]] - slope).abs() < 1e-9,
+                "groups {groups}: dw {:?}",
+                (oc, ci, p, q)
+            );
+        }
+    }
+}
