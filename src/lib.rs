@@ -54,7 +54,7 @@
 //! | `layers/`: [`dense`], [`dropout`], [`layer_norm`], [`prelu`], [`sequential`] | the layers around them |
 //! | [`loss`] | [`SoftmaxCrossEntropy`], [`Mse`] |
 //! | [`optim`] | the optimisers [`Sgd`], [`Adam`], [`AdamW`], over [`StateDict`] |
-//! | [`gradcheck`], [`checkpoint`] | finite-difference checks for any [`Layer`]; state and optimiser state in safetensors |
+//! | [`gradcheck`], [`checkpoint`], [`metrics`] | finite-difference checks for any [`Layer`]; state and optimiser state in safetensors; classification metrics |
 //!
 //! # Where ndlayers differs from PyTorch
 //!
@@ -122,6 +122,7 @@ mod layers;
 pub mod loss;
 pub mod math;
 mod matmul;
+pub mod metrics;
 pub mod optim;
 pub mod real;
 pub mod softmax;

@@ -15,6 +15,8 @@ mod activations;
 mod axis;
 #[path = "checkpoint.rs"]
 mod checkpoint;
+#[path = "clip.rs"]
+mod clip;
 #[path = "cnn.rs"]
 mod cnn;
 #[path = "digits.rs"]
@@ -25,6 +27,8 @@ mod family;
 mod hostile;
 #[path = "layers.rs"]
 mod layers;
+#[path = "metrics.rs"]
+mod metrics;
 #[path = "networks.rs"]
 mod networks;
 #[path = "optimizers.rs"]

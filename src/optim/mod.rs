@@ -31,10 +31,12 @@
 //! failed step leaves the network, the state and the step count as they were.
 
 mod adam;
+mod clip;
 mod sgd;
 mod slots;
 
 pub use adam::{Adam, AdamFamily, AdamW, Coupled, Decoupled, WeightDecay};
+pub use clip::{Norm, clip_grad_norm, clip_grad_value};
 pub use sgd::Sgd;
 
 use ndarray::ArrayD;
