@@ -144,7 +144,7 @@ pub use flatten::Flatten;
 pub use kernels::{SimdLevel, simd_level};
 pub use layer::{Layer, LayerError};
 pub use layer_norm::LayerNorm;
-pub use loss::{ClassIndex, ClassTargets, Loss, Mse, SoftmaxCrossEntropy};
+pub use loss::{ClassIndex, ClassTargets, Loss, Mse, Reduction, SoftmaxCrossEntropy};
 pub use optim::{Adam, AdamW, Optimizer, Sgd};
 pub use pool::{AvgPool2d, MaxPool2d};
 pub use prelu::Prelu;
@@ -164,7 +164,7 @@ pub mod prelude {
     pub use crate::flatten::Flatten;
     pub use crate::layer::{Layer, LayerError};
     pub use crate::layer_norm::LayerNorm;
-    pub use crate::loss::{Loss, Mse, SoftmaxCrossEntropy};
+    pub use crate::loss::{Loss, Mse, Reduction, SoftmaxCrossEntropy};
     pub use crate::ndarray::Ix2;
     pub use crate::optim::{Adam, AdamW, Optimizer, Sgd};
     pub use crate::pool::{AvgPool2d, MaxPool2d};

@@ -47,8 +47,31 @@ use crate::real::Real;
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct SoftmaxCrossEntropy<F> {
-    /// The gradient of the mean loss with respect to the logits, from the last forward.
+    /// The gradient of the reduced loss with respect to the logits, from the last forward.
     grad: Option<Array2<F>>,
+    reduction: Reduction,
+}
+
+/// How a loss combines its terms (the rows' losses of a cross-entropy, the
+/// elements' squared errors of `Mse`), as PyTorch's `reduction`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reduction {
+    /// Their mean, PyTorch's default: the step size does not depend on the batch.
+    #[default]
+    Mean,
+    /// Their sum: gradients of several calls add up to the gradient of one
+    /// call over all their terms.
+    Sum,
+}
+
+impl Reduction {
+    /// The factor each term is multiplied by: `1/n` for the mean of `n`, 1 for the sum.
+    fn scale<F: Real>(self, n: usize) -> F {
+        match self {
+            Reduction::Mean => F::ONE / F::from_usize(n).unwrap_or(F::nan()),
+            Reduction::Sum => F::ONE,
+        }
+    }
 }
 
 const CE: &str = "SoftmaxCrossEntropy";
@@ -225,7 +248,17 @@ impl<F: Real> ClassTargets<F> for ArrayView2<'_, F> {
 impl<F: Real> SoftmaxCrossEntropy<F> {
     /// A loss with an empty cache.
     pub fn new() -> Self {
-        SoftmaxCrossEntropy { grad: None }
+        SoftmaxCrossEntropy {
+            grad: None,
+            reduction: Reduction::Mean,
+        }
+    }
+
+    /// The loss with `reduction` (the mean by default; [`Reduction::Sum`]
+    /// as PyTorch's `reduction="sum"`), for `forward`, `loss` and the gradient.
+    pub fn with_reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction;
+        self
     }
 
     /// The mean cross-entropy of `softmax(logits)` against `target`: class
@@ -247,9 +280,9 @@ impl<F: Real> SoftmaxCrossEntropy<F> {
         // 0); the gradient from the softmax kernel, whose small probabilities
         // keep full precision too. g holds one, then the other.
         kernels::log_softmax_rows(x, g, classes);
-        let mean = mean_loss::<F, T>(&target, g, batch, classes);
+        let scale = self.reduction.scale::<F>(batch);
+        let mean = reduced_loss::<F, T>(&target, g, batch, classes, scale);
         kernels::softmax_rows(x, g, classes, F::ONE);
-        let scale = batch_scale::<F>(batch);
         for (row, p) in g.chunks_exact_mut(classes).enumerate() {
             target.row_gradient(row, p, scale);
         }
@@ -270,7 +303,8 @@ impl<F: Real> SoftmaxCrossEntropy<F> {
             unreachable!("standard-layout arrays are contiguous slices")
         };
         kernels::log_softmax_rows(x, l, classes);
-        Ok(mean_loss::<F, T>(&target, l, batch, classes))
+        let scale = self.reduction.scale::<F>(batch);
+        Ok(reduced_loss::<F, T>(&target, l, batch, classes, scale))
     }
 
     /// `softmax(logits)` row by row: the probabilities the loss compares
@@ -331,22 +365,18 @@ fn check_logits<F: Real, T: ClassTargets<F>>(
     Ok((batch, classes))
 }
 
-/// `1 / batch`, the factor of the mean.
-fn batch_scale<F: Real>(batch: usize) -> F {
-    F::ONE / F::from_usize(batch).unwrap_or(F::nan())
-}
-
-/// The mean of the rows' losses, from the row-major log-probabilities.
-fn mean_loss<F: Real, T: ClassTargets<F>>(
+/// The rows' losses, from the row-major log-probabilities, summed and
+/// multiplied by `scale` (`1/batch` for the mean).
+fn reduced_loss<F: Real, T: ClassTargets<F>>(
     target: &T,
     log_p: &[F],
     batch: usize,
     classes: usize,
+    scale: F,
 ) -> F {
-    let scale = batch_scale::<F>(batch);
     let row_loss = |row: usize| target.row_loss(row, &log_p[row * classes..][..classes]);
     let total = (0..batch).map(row_loss).fold(F::zero(), |t, l| t + l);
-    if total.is_infinite() && (0..batch).map(row_loss).all(|l| l.is_finite()) {
+    if total.is_infinite() && scale < F::ONE && (0..batch).map(row_loss).all(|l| l.is_finite()) {
         // Huge finite losses (logits near 1e38 in f32) whose sum overflows
         // while their mean does not: scale each before adding.
         return (0..batch)
@@ -389,13 +419,17 @@ fn sum_except<F: Real>(row: &[F], skip: usize) -> F {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Mse<F, D: Dimension = Ix2> {
-    /// `2 (p - t) / N` from the last forward.
+    /// `2 (p - t) / N` (mean) or `2 (p - t)` (sum) from the last forward.
     grad: Option<Array<F, D>>,
+    reduction: Reduction,
 }
 
 impl<F, D: Dimension> Default for Mse<F, D> {
     fn default() -> Self {
-        Mse { grad: None }
+        Mse {
+            grad: None,
+            reduction: Reduction::Mean,
+        }
     }
 }
 
@@ -405,6 +439,13 @@ impl<F: Real, D: Dimension> Mse<F, D> {
     /// A loss with an empty cache.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The loss with `reduction`: the mean over all elements by default,
+    /// [`Reduction::Sum`] as PyTorch's `reduction="sum"` (gradient `2 (p - t)`).
+    pub fn with_reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction;
+        self
     }
 
     /// `N`, once `target` fits `prediction` and there is at least one element.
@@ -430,7 +471,10 @@ impl<F: Real, D: Dimension> Mse<F, D> {
         target: ArrayView<'_, F, D>,
     ) -> Result<F, LayerError> {
         let n = Self::check(&prediction, &target)?;
-        let two_over_n = F::TWO / n;
+        let two_over_n = match self.reduction {
+            Reduction::Mean => F::TWO / n,
+            Reduction::Sum => F::TWO,
+        };
         let grad = reuse_like(&mut self.grad, &prediction);
         let mut total = F::zero();
         Zip::from(grad)
@@ -441,7 +485,7 @@ impl<F: Real, D: Dimension> Mse<F, D> {
                 total += d * d;
                 *g = two_over_n * d;
             });
-        Ok(total / n)
+        Ok(self.reduce(total, n))
     }
 
     /// The mean loss of [`forward`](Self::forward) through `&self`, leaving the cached gradient alone.
@@ -456,10 +500,19 @@ impl<F: Real, D: Dimension> Mse<F, D> {
             let d = p - t;
             total += d * d;
         });
-        Ok(total / n)
+        Ok(self.reduce(total, n))
     }
 
-    /// `d(mean loss)/d(prediction) = 2 (prediction - target) / N` for the last forward.
+    /// The sum of `n` squared errors, reduced.
+    fn reduce(&self, total: F, n: F) -> F {
+        match self.reduction {
+            Reduction::Mean => total / n,
+            Reduction::Sum => total,
+        }
+    }
+
+    /// `d(loss)/d(prediction) = 2 (prediction - target) / N` (mean) or
+    /// `2 (prediction - target)` (sum) for the last forward.
     pub fn backward(&self) -> Result<Array<F, D>, LayerError> {
         Ok(self.backward_view()?.to_owned())
     }

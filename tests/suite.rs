@@ -37,6 +37,8 @@ mod optimizers;
 mod properties;
 #[path = "pytorch.rs"]
 mod pytorch;
+#[path = "reductions.rs"]
+mod reductions;
 #[path = "softmax.rs"]
 mod softmax;
 #[path = "state.rs"]

@@ -1,0 +1,126 @@
+//! The losses' `Reduction::Mean` and `Reduction::Sum` (issue 29) against
+//! PyTorch's `reduction="mean"` / `"sum"` (`tests/reference/reductions.py`,
+//! PyTorch 2.15, float64).
+
+use std::collections::HashMap;
+
+use ndlayers::ndarray::{Array1, Array2, ArrayD, Ix2, IxDyn};
+use ndlayers::prelude::*;
+
+fn reference() -> HashMap<String, ArrayD<f64>> {
+    include_str!("reference/reductions.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|line| {
+            let (name, rest) = line.split_once(" [").unwrap();
+            let (shape, values) = rest.split_once(']').unwrap();
+            let shape: Vec<usize> = shape
+                .split_whitespace()
+                .map(|d| d.parse().unwrap())
+                .collect();
+            let values = values
+                .split_whitespace()
+                .map(|v| v.parse().unwrap())
+                .collect();
+            (
+                name.to_string(),
+                ArrayD::from_shape_vec(IxDyn(&shape), values).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn matrix(table: &HashMap<String, ArrayD<f64>>, name: &str) -> Array2<f64> {
+    table[name].clone().into_dimensionality::<Ix2>().unwrap()
+}
+
+#[track_caller]
+fn close(got: f64, want: f64) {
+    assert!(
+        (got - want).abs() <= 1e-14 * want.abs().max(1.0),
+        "{got} against {want}"
+    );
+}
+
+#[test]
+fn reductions_match_pytorch() {
+    let table = reference();
+    let logits = matrix(&table, "inputs/logits");
+    let labels: Array1<usize> = table["inputs/labels"].iter().map(|&l| l as usize).collect();
+    let probabilities = matrix(&table, "inputs/probabilities");
+    let (prediction, target) = (
+        matrix(&table, "inputs/prediction"),
+        matrix(&table, "inputs/target"),
+    );
+    for (reduction, name) in [(Reduction::Mean, "mean"), (Reduction::Sum, "sum")] {
+        let mut ce = SoftmaxCrossEntropy::new().with_reduction(reduction);
+        for (case, loss) in [
+            (
+                "ce_labels",
+                ce.forward(logits.view(), labels.view()).unwrap(),
+            ),
+            (
+                "ce_probabilities",
+                ce.forward(logits.view(), probabilities.view()).unwrap(),
+            ),
+        ] {
+            let c = format!("{case}.{name}");
+            if case == "ce_labels" {
+                // The gradient of the labels' call, before the second forward overwrote it.
+                let mut again = SoftmaxCrossEntropy::new().with_reduction(reduction);
+                again.forward(logits.view(), labels.view()).unwrap();
+                let grad = again.backward().unwrap();
+                for (g, w) in grad.iter().zip(&table[&format!("{c}/grad")]) {
+                    close(*g, *w);
+                }
+                close(
+                    again.loss(logits.view(), labels.view()).unwrap(),
+                    table[&format!("{c}/loss")][[0]],
+                );
+            } else {
+                for (g, w) in ce
+                    .backward()
+                    .unwrap()
+                    .iter()
+                    .zip(&table[&format!("{c}/grad")])
+                {
+                    close(*g, *w);
+                }
+            }
+            close(loss, table[&format!("{c}/loss")][[0]]);
+        }
+        let mut mse = Mse::new().with_reduction(reduction);
+        let loss = mse.forward(prediction.view(), target.view()).unwrap();
+        close(loss, table[&format!("mse.{name}/loss")][[0]]);
+        close(mse.loss(prediction.view(), target.view()).unwrap(), loss);
+        for (g, w) in mse
+            .backward()
+            .unwrap()
+            .iter()
+            .zip(&table[&format!("mse.{name}/grad")])
+        {
+            close(*g, *w);
+        }
+    }
+}
+
+/// With `Sum`, the gradients of per-sample calls add up to the gradient of
+/// one call over the whole batch (upstream's per-sample port, issue 29).
+#[test]
+fn summed_per_sample_gradients_are_the_batch_gradient() {
+    let prediction = Array2::from_shape_fn((4, 3), |(i, j)| (i * 3 + j) as f64 * 0.25 - 1.0);
+    let target = Array2::from_shape_fn((4, 3), |(i, j)| ((i + j) % 2) as f64);
+    let mut whole = Mse::new().with_reduction(Reduction::Sum);
+    whole.forward(prediction.view(), target.view()).unwrap();
+    let mut one = Mse::new().with_reduction(Reduction::Sum);
+    let mut summed = Array2::<f64>::zeros((4, 3));
+    for i in 0..4 {
+        let (p, t) = (
+            prediction.slice(ndlayers::ndarray::s![i..=i, ..]),
+            target.slice(ndlayers::ndarray::s![i..=i, ..]),
+        );
+        one.forward(p, t).unwrap();
+        summed.row_mut(i).assign(&one.backward().unwrap().row(0));
+    }
+    assert_eq!(summed, whole.backward().unwrap());
+}
