@@ -3,33 +3,14 @@
 
 use std::collections::HashMap;
 
-use ndlayers::ndarray::{ArrayD, IxDyn};
+use ndlayers::ndarray::ArrayD;
 use ndlayers::optim::{Norm, clip_grad_norm, clip_grad_value};
 use ndlayers::prelude::*;
 use ndlayers::state::{Entry, EntryMut, Name};
 
 /// name → values, as `clip.py` printed them.
 fn reference() -> HashMap<String, ArrayD<f64>> {
-    include_str!("reference/clip.txt")
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|line| {
-            let (name, rest) = line.split_once(" [").unwrap();
-            let (shape, values) = rest.split_once(']').unwrap();
-            let shape: Vec<usize> = shape
-                .split_whitespace()
-                .map(|d| d.parse().unwrap())
-                .collect();
-            let values = values
-                .split_whitespace()
-                .map(|v| v.parse().unwrap())
-                .collect();
-            (
-                name.to_string(),
-                ArrayD::from_shape_vec(IxDyn(&shape), values).unwrap(),
-            )
-        })
-        .collect()
+    crate::common::reference_table(include_str!("reference/clip.txt"))
 }
 
 /// `Linear(3, 4) → ReLU → Linear(4, 2)` whose gradients are PyTorch's `grads.<suffix>`.

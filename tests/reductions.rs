@@ -4,30 +4,11 @@
 
 use std::collections::HashMap;
 
-use ndlayers::ndarray::{Array1, Array2, ArrayD, Ix2, IxDyn};
+use ndlayers::ndarray::{Array1, Array2, ArrayD, Ix2};
 use ndlayers::prelude::*;
 
 fn reference() -> HashMap<String, ArrayD<f64>> {
-    include_str!("reference/reductions.txt")
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|line| {
-            let (name, rest) = line.split_once(" [").unwrap();
-            let (shape, values) = rest.split_once(']').unwrap();
-            let shape: Vec<usize> = shape
-                .split_whitespace()
-                .map(|d| d.parse().unwrap())
-                .collect();
-            let values = values
-                .split_whitespace()
-                .map(|v| v.parse().unwrap())
-                .collect();
-            (
-                name.to_string(),
-                ArrayD::from_shape_vec(IxDyn(&shape), values).unwrap(),
-            )
-        })
-        .collect()
+    crate::common::reference_table(include_str!("reference/reductions.txt"))
 }
 
 fn matrix(table: &HashMap<String, ArrayD<f64>>, name: &str) -> Array2<f64> {

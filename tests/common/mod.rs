@@ -125,3 +125,28 @@ pub fn state_dict<F: Clone>(
 ) -> std::collections::BTreeMap<String, ndlayers::ndarray::ArrayD<F>> {
     ndlayers::state::named_parameters(net).into_iter().collect()
 }
+
+/// A reference file of `tests/reference/`: one tensor a line, `name [shape] values…`
+/// (lines starting with `#` are comments), as a table of name → array.
+pub fn reference_table(
+    text: &str,
+) -> std::collections::HashMap<String, ndlayers::ndarray::ArrayD<f64>> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|line| {
+            let (name, rest) = line.split_once(" [").expect("name [shape] values");
+            let (shape, values) = rest.split_once(']').expect("[shape]");
+            let shape: Vec<usize> = shape
+                .split_whitespace()
+                .map(|d| d.parse().unwrap())
+                .collect();
+            let values = values
+                .split_whitespace()
+                .map(|v| v.parse().unwrap())
+                .collect();
+            let array =
+                ndlayers::ndarray::ArrayD::from_shape_vec(ndlayers::ndarray::IxDyn(&shape), values);
+            (name.to_string(), array.expect("shape and values agree"))
+        })
+        .collect()
+}
