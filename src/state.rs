@@ -143,6 +143,17 @@ impl<'a> Name<'a> {
         fmt::write(&mut rest, format_args!("{self}")).is_ok() && rest.0 == Some("")
     }
 
+    /// The last field of the name, `bias` for `0.bias`: what the entry is
+    /// called in its own layer. `None` for the root and for a name that
+    /// ends in an index.
+    pub fn leaf(&self) -> Option<&'a str> {
+        match self.part {
+            Part::Field("") => self.parent.and_then(|parent| parent.leaf()),
+            Part::Field(field) => Some(field),
+            Part::Root | Part::Index(_) => None,
+        }
+    }
+
     /// Writes the name, returning whether anything was written.
     fn write(&self, f: &mut fmt::Formatter<'_>) -> Result<bool, fmt::Error> {
         let wrote = match self.parent {

@@ -163,8 +163,8 @@ fn adamw_follows_pytorch() {
 fn invalid_hyperparameters_are_errors_naming_them() {
     let message = |r: Result<Adam<f64>, LayerError>| r.unwrap_err().to_string();
     assert_eq!(
-        message(Adam::new(0.0)),
-        "Adam: invalid learning_rate = 0: must be positive and finite"
+        message(Adam::new(-0.5)),
+        "Adam: invalid learning_rate = -0.5: must be non-negative and finite"
     );
     assert_eq!(
         message(Adam::new(1e-3).unwrap().with_betas(0.9, 1.0)),

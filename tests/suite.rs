@@ -27,6 +27,8 @@ mod family;
 mod hostile;
 #[path = "layers.rs"]
 mod layers;
+#[path = "lr_scheduler.rs"]
+mod lr_scheduler;
 #[path = "metrics.rs"]
 mod metrics;
 #[path = "networks.rs"]

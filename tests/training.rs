@@ -458,9 +458,11 @@ fn sgd_steps_follow_the_formulas() {
 
 #[test]
 fn sgd_rejects_bad_hyperparameters() {
-    for lr in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+    for lr in [-1.0, -f64::MIN_POSITIVE, f64::NAN, f64::INFINITY] {
         assert!(Sgd::new(lr).is_err(), "lr {lr}");
     }
+    // Zero is a learning rate, as in PyTorch: where a schedule may end.
+    assert_eq!(Sgd::new(0.0).unwrap().learning_rate(), 0.0);
     for mu in [-0.1, 1.0, f64::NAN] {
         assert!(
             Sgd::new(0.1).unwrap().with_momentum(mu).is_err(),
@@ -470,7 +472,7 @@ fn sgd_rejects_bad_hyperparameters() {
     let err = Sgd::<f32>::new(-1.0).unwrap_err().to_string();
     assert_eq!(
         err,
-        "Sgd: invalid learning_rate = -1: must be positive and finite"
+        "Sgd: invalid learning_rate = -1: must be non-negative and finite"
     );
 }
 

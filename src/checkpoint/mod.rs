@@ -60,6 +60,7 @@
 
 mod file;
 mod format;
+mod schedule;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -69,6 +70,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use thiserror::Error;
 
 use crate::error::LayerError;
+use crate::optim::lr_scheduler::{Schedule, set_rates};
 use crate::optim::{Optimizer, OptimizerState};
 use crate::real::Real;
 use crate::state::{Entry, EntryMut, Kind, Name, StateDict};
@@ -156,6 +158,10 @@ pub enum CheckpointError {
     /// the optimiser or the network.
     #[error("optimizer state: {0}")]
     Optimizer(String),
+    /// The learning-rate schedule's state (in the file, or the one given)
+    /// does not fit the schedule or the optimiser.
+    #[error("schedule state: {0}")]
+    Schedule(String),
 }
 
 /// Where the optimiser's state goes: names with a `/`, which PyTorch's
@@ -172,6 +178,72 @@ const STEP: &str = "optimizer/step/";
 pub fn to_bytes<F: Real>(
     net: &dyn StateDict<F>,
     optimizer: Option<&dyn Optimizer<F>>,
+) -> Result<Vec<u8>, CheckpointError> {
+    encode(net, optimizer, None)
+}
+
+/// The safetensors bytes of a training run: `net`'s state, `optimizer`'s
+/// and `schedule`'s (under `scheduler/`), for [`from_bytes_training`] to
+/// resume bit for bit.
+pub fn to_bytes_training<F: Real>(
+    net: &dyn StateDict<F>,
+    optimizer: &dyn Optimizer<F>,
+    schedule: &dyn Schedule,
+) -> Result<Vec<u8>, CheckpointError> {
+    encode(net, Some(optimizer), Some(schedule))
+}
+
+/// Writes [`to_bytes_training`] to `path`, atomically.
+pub fn save_training<F: Real>(
+    path: impl AsRef<Path>,
+    net: &dyn StateDict<F>,
+    optimizer: &dyn Optimizer<F>,
+    schedule: &dyn Schedule,
+) -> Result<(), CheckpointError> {
+    write(path.as_ref(), &to_bytes_training(net, optimizer, schedule)?)
+}
+
+/// Loads a training run saved by [`to_bytes_training`]: the network, the
+/// optimiser's state, the schedule's state, and the learning rates the
+/// schedule set last (into the optimiser's groups); all or nothing, and
+/// strict (every tensor claimed, none missing).
+pub fn from_bytes_training<F: Real>(
+    bytes: &[u8],
+    net: &mut dyn StateDict<F>,
+    optimizer: &mut dyn Optimizer<F>,
+    schedule: &mut dyn Schedule,
+) -> Result<(), CheckpointError> {
+    decode(bytes, net, Some(optimizer), Some(schedule), true).map(drop)
+}
+
+/// Reads `path` and loads it with [`from_bytes_training`].
+pub fn load_training<F: Real>(
+    path: impl AsRef<Path>,
+    net: &mut dyn StateDict<F>,
+    optimizer: &mut dyn Optimizer<F>,
+    schedule: &mut dyn Schedule,
+) -> Result<(), CheckpointError> {
+    from_bytes_training(&read(path.as_ref())?, net, optimizer, schedule)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CheckpointError> {
+    std::fs::read(path).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    file::write_atomically(path, bytes).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn encode<F: Real>(
+    net: &dyn StateDict<F>,
+    optimizer: Option<&dyn Optimizer<F>>,
+    schedule: Option<&dyn Schedule>,
 ) -> Result<Vec<u8>, CheckpointError> {
     let mut tensors: BTreeMap<String, Encoded> = BTreeMap::new();
     let mut parameters: HashMap<String, Vec<usize>> = HashMap::new();
@@ -219,6 +291,9 @@ pub fn to_bytes<F: Real>(
             }
         }
     }
+    if let Some(schedule) = schedule {
+        tensors.extend(schedule::encode(&schedule.state()));
+    }
     // One metadata entry, as PyTorch writes: more would be serialised in a
     // random order, and equal checkpoints would differ in their bytes.
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
@@ -233,11 +308,7 @@ pub fn save<F: Real>(
     net: &dyn StateDict<F>,
     optimizer: Option<&dyn Optimizer<F>>,
 ) -> Result<(), CheckpointError> {
-    let bytes = to_bytes(net, optimizer)?;
-    file::write_atomically(path.as_ref(), &bytes).map_err(|source| CheckpointError::Io {
-        path: path.as_ref().to_path_buf(),
-        source,
-    })
+    write(path.as_ref(), &to_bytes(net, optimizer)?)
 }
 
 /// What a non-strict load ([`from_bytes_with`] with `strict = false`) left
@@ -277,11 +348,7 @@ pub fn load_with<F: Real>(
     optimizer: Option<&mut dyn Optimizer<F>>,
     strict: bool,
 ) -> Result<IncompatibleKeys, CheckpointError> {
-    let bytes = std::fs::read(path.as_ref()).map_err(|source| CheckpointError::Io {
-        path: path.as_ref().to_path_buf(),
-        source,
-    })?;
-    from_bytes_with(&bytes, net, optimizer, strict)
+    from_bytes_with(&read(path.as_ref())?, net, optimizer, strict)
 }
 
 /// [`from_bytes`], or with `strict = false` as PyTorch's
@@ -293,6 +360,16 @@ pub fn from_bytes_with<F: Real>(
     bytes: &[u8],
     net: &mut dyn StateDict<F>,
     optimizer: Option<&mut dyn Optimizer<F>>,
+    strict: bool,
+) -> Result<IncompatibleKeys, CheckpointError> {
+    decode(bytes, net, optimizer, None, strict)
+}
+
+fn decode<F: Real>(
+    bytes: &[u8],
+    net: &mut dyn StateDict<F>,
+    optimizer: Option<&mut dyn Optimizer<F>>,
+    schedule: Option<&mut dyn Schedule>,
     strict: bool,
 ) -> Result<IncompatibleKeys, CheckpointError> {
     let file =
@@ -328,12 +405,17 @@ pub fn from_bytes_with<F: Real>(
         });
     }
 
-    // Everything else: the optimiser's, or nobody's.
+    // Everything else: the optimiser's, the schedule's, or nobody's.
     let mut claims = Claims::default();
+    let mut scheduled = BTreeMap::new();
     let mut unexpected = Vec::new();
     for (name, tensor) in &tensors {
         if values.contains_key(name.as_str()) {
             continue;
+        }
+        if let Some(rest) = name.strip_prefix(schedule::SCHEDULER) {
+            scheduled.insert(rest, tensor);
+            continue; // taken below if a schedule is given, else skipped
         }
         match (name.strip_prefix(OPTIMIZER), &optimizer) {
             (Some(_), None) => {} // state without an optimiser to take it
@@ -348,6 +430,10 @@ pub fn from_bytes_with<F: Real>(
     }
     let state = match &optimizer {
         Some(optimizer) => Some(claims.into_state(&**optimizer, &entries)?),
+        None => None,
+    };
+    let schedule_state = match &schedule {
+        Some(_) => Some(schedule::decode(&scheduled)?),
         None => None,
     };
 
@@ -368,11 +454,37 @@ pub fn from_bytes_with<F: Real>(
         return Err(LayerError::state("state walk", drift.unwrap_or_default(), reason).into());
     }
 
-    // Everything fits: assign, the optimiser first (it checks its own rules).
+    // Everything fits: assign, the schedule and the optimiser first (they
+    // check their own rules; the schedule is put back if the optimiser refuses).
+    let schedule_error = |e: LayerError| CheckpointError::Schedule(e.to_string());
+    let previous = match (schedule, schedule_state) {
+        (Some(schedule), Some(state)) => {
+            let previous = schedule.state();
+            schedule.set_state(&state).map_err(schedule_error)?;
+            Some((schedule, previous))
+        }
+        _ => None,
+    };
     if let (Some(optimizer), Some(state)) = (optimizer, state) {
-        optimizer
-            .set_state(state)
-            .map_err(|e| CheckpointError::Optimizer(e.to_string()))?;
+        let refused = match &previous {
+            Some((schedule, _)) if schedule.last_lrs().len() != optimizer.group_count() => {
+                Some(format!(
+                    "the schedule has {} groups, the optimizer {}",
+                    schedule.last_lrs().len(),
+                    optimizer.group_count()
+                ))
+            }
+            _ => optimizer.set_state(state).err().map(|e| e.to_string()),
+        };
+        if let Some(reason) = refused {
+            if let Some((schedule, previous)) = previous {
+                schedule.set_state(&previous).map_err(schedule_error)?;
+            }
+            return Err(CheckpointError::Optimizer(reason));
+        }
+        if let Some((schedule, _)) = &previous {
+            set_rates("schedule", optimizer, schedule.last_lrs()).map_err(schedule_error)?;
+        }
     }
     net.visit_state_mut(&Name::ROOT, &mut |name, entry| {
         match (entry, values.remove(name.to_string().as_str())) {

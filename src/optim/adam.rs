@@ -2,6 +2,7 @@
 
 use std::marker::PhantomData;
 
+use super::groups::{Groups, Options, ParamGroup, check_weight_decay};
 use super::slots::Slots;
 use super::{Optimizer, OptimizerState, check_learning_rate, check_rate};
 use crate::error::{LayerError, require};
@@ -64,10 +65,10 @@ impl WeightDecay for Decoupled {
 /// step allocates nothing.
 #[derive(Debug, Clone)]
 pub struct AdamFamily<F, W> {
-    learning_rate: F,
+    /// The learning rate and weight decay of each parameter group.
+    groups: Groups<F>,
     betas: (F, F),
     eps: F,
-    weight_decay: F,
     steps: u64,
     /// `exp_avg` and `exp_avg_sq` of each parameter.
     moments: Slots<F, 2>,
@@ -75,7 +76,7 @@ pub struct AdamFamily<F, W> {
 }
 
 /// Adam (Kingma & Ba), PyTorch's `torch.optim.Adam`: defaults `lr = 1e-3`
-/// (pass it to `new`), betas `(0.9, 0.999)`, `eps = 1e-8`, weight decay 0
+/// (pass it to `new`, or take [`Default`] for a schedule to set), betas `(0.9, 0.999)`, `eps = 1e-8`, weight decay 0
 /// (added to the gradient). See [`AdamFamily`] for the update.
 ///
 /// # Example
@@ -102,19 +103,27 @@ pub type AdamW<F> = AdamFamily<F, Decoupled>;
 /// The moment buffers, as PyTorch's Adam names them.
 const MOMENTS: &[&str] = &["exp_avg", "exp_avg_sq"];
 
-impl<F: Real, W: WeightDecay> AdamFamily<F, W> {
-    /// The optimiser with step size `learning_rate` (positive and finite) and
-    /// PyTorch's defaults for everything else.
-    pub fn new(learning_rate: F) -> Result<Self, LayerError> {
-        Ok(AdamFamily {
-            learning_rate: check_learning_rate(W::NAME, learning_rate)?,
+impl<F: Real, W: WeightDecay> Default for AdamFamily<F, W> {
+    /// PyTorch's defaults, learning rate 1e-3 included.
+    fn default() -> Self {
+        AdamFamily {
+            groups: Groups::new(F::lit(1e-3), F::lit(W::DEFAULT)),
             betas: (F::lit(0.9), F::lit(0.999)),
             eps: F::lit(1e-8),
-            weight_decay: F::lit(W::DEFAULT),
             steps: 0,
             moments: Slots::default(),
             decay: PhantomData,
-        })
+        }
+    }
+}
+
+impl<F: Real, W: WeightDecay> AdamFamily<F, W> {
+    /// The optimiser with step size `learning_rate` (non-negative and
+    /// finite) and PyTorch's defaults for everything else.
+    pub fn new(learning_rate: F) -> Result<Self, LayerError> {
+        let mut adam = Self::default();
+        adam.groups.own_mut().learning_rate = check_learning_rate(W::NAME, learning_rate)?;
+        Ok(adam)
     }
 
     /// The moments' decay rates, each in `[0, 1)`.
@@ -135,26 +144,25 @@ impl<F: Real, W: WeightDecay> AdamFamily<F, W> {
 
     /// The weight decay λ: non-negative and finite.
     pub fn with_weight_decay(mut self, weight_decay: F) -> Result<Self, LayerError> {
-        let valid = weight_decay >= F::zero() && weight_decay.is_finite();
-        self.weight_decay = require(
-            W::NAME,
-            "weight_decay",
-            weight_decay,
-            valid,
-            "must be non-negative and finite",
-        )?;
+        self.groups.own_mut().weight_decay = check_weight_decay(W::NAME, weight_decay)?;
         Ok(self)
     }
 
-    /// The step size.
-    pub fn learning_rate(&self) -> F {
-        self.learning_rate
+    /// Adds a parameter group with its own learning rate or weight decay;
+    /// options it does not set are this optimiser's as configured so far.
+    pub fn with_group(mut self, group: ParamGroup<F>) -> Self {
+        self.groups.add(group);
+        self
     }
 
-    /// Changes the step size (for schedules); an invalid value is an error and changes nothing.
+    /// The step size (group 0's).
+    pub fn learning_rate(&self) -> F {
+        self.groups.own().learning_rate
+    }
+
+    /// Sets every group's step size; an invalid value is an error and changes nothing.
     pub fn set_learning_rate(&mut self, learning_rate: F) -> Result<(), LayerError> {
-        self.learning_rate = check_learning_rate(W::NAME, learning_rate)?;
-        Ok(())
+        self.groups.set_all_learning_rates(W::NAME, learning_rate)
     }
 
     /// Steps taken so far.
@@ -168,19 +176,23 @@ impl<F: Real, W: WeightDecay> AdamFamily<F, W> {
     /// nothing changes.
     pub fn step(&mut self, layers: &mut [&mut dyn StateDict<F>]) -> Result<(), LayerError> {
         let steps = self.steps + 1;
-        let (lr, (beta1, beta2), eps, decay) =
-            (self.learning_rate, self.betas, self.eps, self.weight_decay);
+        let (groups, (beta1, beta2), eps) = (&self.groups, self.betas, self.eps);
         // Scalars exactly as PyTorch computes them (pow, not repeated products).
         let t = F::from_u64(steps).unwrap_or(F::infinity());
-        let step_size = lr / (F::ONE - beta1.powf(t));
+        let correction1 = F::ONE - beta1.powf(t);
         let correction2_sqrt = (F::ONE - beta2.powf(t)).sqrt();
         let (one_minus_beta1, one_minus_beta2) = (F::ONE - beta1, F::ONE - beta2);
-        let shrink = F::ONE - lr * decay;
         self.moments
-            .step(W::NAME, layers, true, |mut value, grad, moments| {
+            .step(W::NAME, layers, true, |name, mut value, grad, moments| {
                 let [m, v] = moments else {
                     unreachable!("a stateful step passes both moments")
                 };
+                let Options {
+                    learning_rate: lr,
+                    weight_decay: decay,
+                } = groups.options(name, value.shape());
+                let step_size = lr / correction1;
+                let shrink = F::ONE - lr * decay;
                 if W::DECOUPLED && decay != F::zero() {
                     value.mapv_inplace(|w| w * shrink);
                 }
@@ -219,11 +231,27 @@ impl<F: Real, W: WeightDecay> Optimizer<F> for AdamFamily<F, W> {
     }
 
     fn learning_rate(&self) -> F {
-        self.learning_rate
+        AdamFamily::learning_rate(self)
     }
 
     fn set_learning_rate(&mut self, learning_rate: F) -> Result<(), LayerError> {
         AdamFamily::set_learning_rate(self, learning_rate)
+    }
+
+    fn group_count(&self) -> usize {
+        self.groups.count()
+    }
+
+    fn group_learning_rate(&self, group: usize) -> Option<F> {
+        self.groups.get(group).map(|o| o.learning_rate)
+    }
+
+    fn set_group_learning_rate(
+        &mut self,
+        group: usize,
+        learning_rate: F,
+    ) -> Result<(), LayerError> {
+        self.groups.set_learning_rate(W::NAME, group, learning_rate)
     }
 
     fn state(&self) -> OptimizerState<F> {

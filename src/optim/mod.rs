@@ -32,11 +32,14 @@
 
 mod adam;
 mod clip;
+mod groups;
+pub mod lr_scheduler;
 mod sgd;
 mod slots;
 
 pub use adam::{Adam, AdamFamily, AdamW, Coupled, Decoupled, WeightDecay};
 pub use clip::{Norm, clip_grad_norm, clip_grad_value};
+pub use groups::{ParamGroup, Select};
 pub use sgd::Sgd;
 
 use ndarray::ArrayD;
@@ -81,10 +84,40 @@ pub trait Optimizer<F> {
     /// Updates every parameter of `layers` from the gradients their last
     /// `backward` stored: all of them, or, on error, none.
     fn step(&mut self, layers: &mut [&mut dyn StateDict<F>]) -> Result<(), LayerError>;
-    /// The step size.
+    /// The step size (of group 0, the optimiser's own options, when there
+    /// are [groups](ParamGroup)).
     fn learning_rate(&self) -> F;
-    /// Changes the step size (for schedules); an invalid value is an error and changes nothing.
+    /// Sets the step size of every group; an invalid value (negative or not
+    /// finite) is an error and changes nothing.
     fn set_learning_rate(&mut self, learning_rate: F) -> Result<(), LayerError>;
+    /// How many parameter groups the optimiser has: 1, its own options,
+    /// plus one for each [`ParamGroup`] added. Schedules set each one's
+    /// learning rate, as PyTorch's do for each of `param_groups`.
+    fn group_count(&self) -> usize {
+        1
+    }
+    /// The learning rate of group `group` (0 is the optimiser's own), or
+    /// `None` when there is no such group.
+    fn group_learning_rate(&self, group: usize) -> Option<F> {
+        (group == 0).then(|| self.learning_rate())
+    }
+    /// Sets the learning rate of group `group` alone; an invalid value or
+    /// group is an error and changes nothing.
+    fn set_group_learning_rate(
+        &mut self,
+        group: usize,
+        learning_rate: F,
+    ) -> Result<(), LayerError> {
+        match group {
+            0 => self.set_learning_rate(learning_rate),
+            _ => Err(LayerError::invalid(
+                self.name(),
+                "group",
+                group,
+                "is not one of the optimiser's groups (it has one)",
+            )),
+        }
+    }
     /// A copy of the state carried between steps.
     fn state(&self) -> OptimizerState<F>;
     /// Replaces the state with `state`, once it is one this optimiser, as
@@ -97,18 +130,19 @@ pub trait Optimizer<F> {
     fn set_state(&mut self, state: OptimizerState<F>) -> Result<(), LayerError>;
 }
 
-/// Checks a learning rate: positive and finite.
+/// Checks a learning rate: non-negative (a schedule may reach 0, as
+/// PyTorch allows) and finite.
 fn check_learning_rate<F: Real>(
     optimizer: &'static str,
     learning_rate: F,
 ) -> Result<F, LayerError> {
-    let valid = learning_rate > F::zero() && learning_rate.is_finite();
+    let valid = learning_rate >= F::zero() && learning_rate.is_finite();
     require(
         optimizer,
         "learning_rate",
         learning_rate,
         valid,
-        "must be positive and finite",
+        "must be non-negative and finite",
     )
 }
 

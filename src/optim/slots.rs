@@ -49,16 +49,17 @@ fn read_parameters<F>(
     });
 }
 
-/// Every parameter of `layers`, mutably, with its position in walking order.
+/// Every parameter of `layers`, mutably, with its position in walking order
+/// and its full name.
 fn update_parameters<F>(
     layers: &mut [&mut dyn StateDict<F>],
-    mut visit: impl FnMut(usize, ArrayViewMutD<'_, F>, ArrayViewD<'_, F>),
+    mut visit: impl FnMut(usize, &Name<'_>, ArrayViewMutD<'_, F>, ArrayViewD<'_, F>),
 ) {
     let mut position = 0;
     for_each_part(layers, |prefix, layer| {
-        layer.visit_state_mut(prefix, &mut |_, entry| {
+        layer.visit_state_mut(prefix, &mut |name, entry| {
             if let EntryMut::Parameter { value, grad } = entry {
-                visit(position, value, grad.view());
+                visit(position, name, value, grad.view());
                 position += 1;
             }
         })
@@ -69,14 +70,14 @@ impl<F: Real, const N: usize> Slots<F, N> {
     /// Runs one step: checks every gradient (and, with `stateful`, that the
     /// buffers are for exactly these parameters, by name and shape) before
     /// anything changes, creates zero buffers at the first stateful step,
-    /// then calls `update` with each parameter, its gradient and its buffers
-    /// (an empty array when not `stateful`).
+    /// then calls `update` with each parameter's full name, the parameter,
+    /// its gradient and its buffers (none when not `stateful`).
     pub(crate) fn step(
         &mut self,
         owner: &'static str,
         layers: &mut [&mut dyn StateDict<F>],
         stateful: bool,
-        mut update: impl FnMut(ArrayViewMutD<'_, F>, ArrayViewD<'_, F>, &mut [ArrayD<F>]),
+        mut update: impl FnMut(&Name<'_>, ArrayViewMutD<'_, F>, ArrayViewD<'_, F>, &mut [ArrayD<F>]),
     ) -> Result<(), LayerError> {
         let fresh = stateful && self.0.is_empty();
         let mut problem = None;
@@ -129,10 +130,10 @@ impl<F: Real, const N: usize> Slots<F, N> {
             self.0 = created;
         }
         let slots = &mut self.0;
-        update_parameters(layers, |position, value, grad| {
+        update_parameters(layers, |position, name, value, grad| {
             match slots.get_mut(position) {
-                Some((_, buffers)) if stateful => update(value, grad, buffers),
-                _ => update(value, grad, &mut []),
+                Some((_, buffers)) if stateful => update(name, value, grad, buffers),
+                _ => update(name, value, grad, &mut []),
             }
         });
         Ok(())
