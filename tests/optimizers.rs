@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use common::{TwoParameters, state_dict};
 
 use ndlayers::ndarray::{Array1, Array2, ArrayD, IxDyn, array};
-use ndlayers::optim::OptimizerState;
+use ndlayers::optim::{OptimizerState, ParamGroup, Sgd};
 use ndlayers::prelude::*;
 
 /// `tests/reference/optimizers.txt`, written by `tests/reference/optimizers.py`
@@ -336,4 +336,57 @@ fn sgd_updates_large_parameters_of_either_layout_exactly() {
             }
         }
     }
+}
+
+#[test]
+fn parameter_groups_follow_pytorch() {
+    // Biases (the one-dimensional parameters) in a group of their own, as
+    // the usual AdamW recipe: no weight decay, another learning rate.
+    let biases = || {
+        ParamGroup::one_dimensional()
+            .with_weight_decay(0.0)
+            .unwrap()
+    };
+    let adamw = AdamW::new(2e-2)
+        .unwrap()
+        .with_weight_decay(0.1)
+        .unwrap()
+        .with_group(biases().with_learning_rate(1e-2).unwrap());
+    assert_eq!(adamw.group_count(), 2);
+    let worst = follow("adamw_groups", adamw);
+    assert!(worst < 1e-12, "{worst:e}");
+    let sgd = Sgd::new(0.1)
+        .unwrap()
+        .with_momentum(0.9)
+        .unwrap()
+        .with_weight_decay(0.01)
+        .unwrap()
+        .with_group(biases().with_learning_rate(0.05).unwrap());
+    let worst = follow("sgd_groups", sgd);
+    assert!(worst < 1e-12, "{worst:e}");
+}
+
+#[test]
+fn group_learning_rates_are_checked() {
+    let mut adamw = AdamW::<f64>::new(1e-3).unwrap().with_group(
+        ParamGroup::one_dimensional()
+            .with_learning_rate(1e-2)
+            .unwrap(),
+    );
+    assert_eq!(adamw.group_learning_rate(1), Some(1e-2));
+    assert_eq!(adamw.group_learning_rate(2), None);
+    let err = adamw.set_group_learning_rate(2, 0.1).unwrap_err();
+    assert!(err.to_string().contains("invalid group = 2"), "{err}");
+    assert!(adamw.set_group_learning_rate(1, f64::NAN).is_err());
+    adamw.set_learning_rate(0.5).unwrap();
+    assert_eq!(
+        (adamw.group_learning_rate(0), adamw.group_learning_rate(1)),
+        (Some(0.5), Some(0.5)),
+        "set_learning_rate sets every group's"
+    );
+    assert!(
+        ParamGroup::<f64>::one_dimensional()
+            .with_weight_decay(-1.0)
+            .is_err()
+    );
 }
