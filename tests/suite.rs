@@ -9,6 +9,8 @@
 
 mod common;
 
+#[path = "accumulate.rs"]
+mod accumulate;
 #[path = "activations.rs"]
 mod activations;
 #[path = "axis.rs"]

@@ -30,6 +30,7 @@
 //! against the parameters, are checked before anything is updated, so a
 //! failed step leaves the network, the state and the step count as they were.
 
+mod accumulate;
 mod adam;
 mod clip;
 mod groups;
@@ -37,6 +38,7 @@ pub mod lr_scheduler;
 mod sgd;
 mod slots;
 
+pub use accumulate::GradAccumulator;
 pub use adam::{Adam, AdamFamily, AdamW, Coupled, Decoupled, WeightDecay};
 pub use clip::{Norm, clip_grad_norm, clip_grad_value};
 pub use groups::{ParamGroup, Select};
