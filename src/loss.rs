@@ -4,10 +4,10 @@
 //! `backward` needs; `backward` returns the gradient of that mean, ready to be
 //! fed to the last layer's `backward`.
 
-use ndarray::{Array, Array2, ArrayView, ArrayView1, ArrayView2, Dimension, Ix2, Zip};
+use ndarray::{Array, Array1, Array2, ArrayView, ArrayView1, ArrayView2, Dimension, Ix2, Zip};
 
 use crate::buffer::{reuse, reuse_like};
-use crate::error::{LayerError, require_all};
+use crate::error::{LayerError, require, require_all};
 use crate::kernels;
 use crate::layer::Layer;
 use crate::real::Real;
@@ -32,6 +32,12 @@ use crate::real::Real;
 /// `(p_t - 1) / B` without its cancellation (`p_t` rounds to 1 in `f32` once
 /// the others sum below `6e-8`, which would make that entry 0).
 ///
+/// As PyTorch's `CrossEntropyLoss`, it can weigh classes
+/// ([`with_weight`](Self::with_weight)), smooth labels
+/// ([`with_label_smoothing`](Self::with_label_smoothing)) and sum instead of
+/// averaging ([`with_reduction`](Self::with_reduction)); `tests/reductions.rs`
+/// checks each against PyTorch 2.15's numbers.
+///
 /// # Example
 /// ```
 /// use ndlayers::prelude::*;
@@ -50,6 +56,12 @@ pub struct SoftmaxCrossEntropy<F> {
     /// The gradient of the reduced loss with respect to the logits, from the last forward.
     grad: Option<Array2<F>>,
     reduction: Reduction,
+    /// Per-class weights, PyTorch's `weight`.
+    weight: Option<Array1<F>>,
+    /// PyTorch's `label_smoothing` ε, in `[0, 1]`.
+    smoothing: F,
+    /// One row's target coefficients, reused (weighted or smoothed losses only).
+    coefficients: Vec<F>,
 }
 
 /// How a loss combines its terms (the rows' losses of a cross-entropy, the
@@ -119,6 +131,10 @@ pub trait ClassTargets<F>: sealed::Sealed {
     /// Turns row `b`'s probabilities `p` into `scale · dℓ_b/dx_b`.
     #[doc(hidden)]
     fn row_gradient(&self, row: usize, p: &mut [F], scale: F);
+    /// Row `b`'s coefficients `a` of a weighted or smoothed loss
+    /// (`ℓ_b = -Σ_c a_c log p_c`), and the row's share of the mean's divisor.
+    #[doc(hidden)]
+    fn row_coefficients(&self, row: usize, weight: Option<&[F]>, smoothing: F, a: &mut [F]) -> F;
 }
 
 mod sealed {
@@ -212,6 +228,19 @@ impl<F: Real, U: ClassIndex> ClassTargets<F> for ArrayView1<'_, U> {
         }
         p[label] = -others * scale;
     }
+
+    fn row_coefficients(&self, row: usize, weight: Option<&[F]>, smoothing: F, a: &mut [F]) -> F {
+        // (1 - ε) w_t [c = t] + (ε / C) w_c, as PyTorch's
+        // (1 - ε) nll_loss + ε / C · smooth_loss; the mean divides by Σ_b w_(t_b).
+        let label = label(self, row);
+        let spread = smoothing / F::from_usize(a.len()).unwrap_or(F::nan());
+        let w = |c: usize| weight.map_or(F::ONE, |w| w[c]);
+        for (c, a) in a.iter_mut().enumerate() {
+            *a = spread * w(c);
+        }
+        a[label] = a[label] + (F::ONE - smoothing) * w(label);
+        w(label)
+    }
 }
 
 /// Row `row`'s label, checked by [`ClassTargets::check`] before any use.
@@ -221,6 +250,16 @@ fn label<U: ClassIndex>(labels: &ArrayView1<'_, U>, row: usize) -> usize {
 
 impl<F: Real> ClassTargets<F> for ArrayView2<'_, F> {
     fn check(&self, batch: usize, classes: usize) -> Result<(), LayerError> {
+        if batch != classes && self.shape() == [classes, batch] {
+            // Logits of shape (classes, batch) are the transpose of what
+            // fits targets of shape (batch, classes): blame the logits.
+            return Err(LayerError::shape_described(
+                CE,
+                "logits",
+                format!("({classes}, {batch}): one row per row of the targets (is it transposed?)"),
+                &[batch, classes],
+            ));
+        }
         LayerError::check_shape(CE, "target probabilities", &[batch, classes], self.shape())?;
         let valid = |t: F| t.is_finite() && t >= F::zero();
         let requirement = "must be finite and non-negative";
@@ -243,6 +282,16 @@ impl<F: Real> ClassTargets<F> for ArrayView2<'_, F> {
             *p = (*p * mass - t) * scale;
         }
     }
+
+    fn row_coefficients(&self, row: usize, weight: Option<&[F]>, smoothing: F, a: &mut [F]) -> F {
+        // w_c (t_c (1 - ε) + ε / C), as PyTorch smooths probability targets;
+        // the mean divides by the batch, weights or not.
+        let spread = smoothing / F::from_usize(a.len()).unwrap_or(F::nan());
+        for (c, (a, &t)) in a.iter_mut().zip(self.row(row)).enumerate() {
+            *a = (t * (F::ONE - smoothing) + spread) * weight.map_or(F::ONE, |w| w[c]);
+        }
+        F::ONE
+    }
 }
 
 impl<F: Real> SoftmaxCrossEntropy<F> {
@@ -251,7 +300,40 @@ impl<F: Real> SoftmaxCrossEntropy<F> {
         SoftmaxCrossEntropy {
             grad: None,
             reduction: Reduction::Mean,
+            weight: None,
+            smoothing: F::zero(),
+            coefficients: Vec::new(),
         }
+    }
+
+    /// Weighs each class's terms by `weight[c]` (finite, non-negative; one
+    /// per class, checked against the logits), as PyTorch's `weight`. With
+    /// class indices the mean divides by `Σ_b weight[t_b]`; with
+    /// probabilities, by the batch (PyTorch's rules):
+    /// ```text
+    /// ℓ_b = -weight[t_b] log p_b,t_b            loss = Σ_b ℓ_b / Σ_b weight[t_b]
+    /// ```
+    pub fn with_weight(mut self, weight: Array1<F>) -> Result<Self, LayerError> {
+        let valid = |w: F| w.is_finite() && w >= F::zero();
+        require_all(
+            CE,
+            "weight",
+            &weight.view(),
+            valid,
+            "must be finite and non-negative",
+        )?;
+        // In memory order, whatever the strides given.
+        self.weight = Some(weight.iter().copied().collect());
+        Ok(self)
+    }
+
+    /// Label smoothing ε in `[0, 1]`, as PyTorch's `label_smoothing`: the
+    /// target becomes `(1 - ε) · target + ε / classes` (weighted by class
+    /// when there are weights).
+    pub fn with_label_smoothing(mut self, smoothing: F) -> Result<Self, LayerError> {
+        let valid = smoothing >= F::zero() && smoothing <= F::ONE;
+        self.smoothing = require(CE, "label_smoothing", smoothing, valid, "must be in [0, 1]")?;
+        Ok(self)
     }
 
     /// The loss with `reduction` (the mean by default; [`Reduction::Sum`]
@@ -270,11 +352,34 @@ impl<F: Real> SoftmaxCrossEntropy<F> {
         target: T,
     ) -> Result<F, LayerError> {
         let (batch, classes) = check_logits(&logits, &target)?;
+        let adjustments = adjustments(&self.weight, self.smoothing, classes)?;
         let grad = reuse(&mut self.grad, Ix2(batch, classes), false);
         let logits = logits.as_standard_layout();
         let (Some(x), Some(g)) = (logits.as_slice(), grad.as_slice_mut()) else {
             unreachable!("standard-layout arrays are contiguous slices")
         };
+        if let Some((weight, smoothing)) = adjustments {
+            let a = &mut self.coefficients;
+            a.resize(classes, F::zero());
+            kernels::log_softmax_rows(x, g, classes);
+            let (total, divisor) = adjusted_loss(&target, g, weight, smoothing, a);
+            let scale = match self.reduction {
+                Reduction::Mean => F::ONE / divisor,
+                Reduction::Sum => F::ONE,
+            };
+            kernels::softmax_rows(x, g, classes, F::ONE);
+            for (row, p) in g.chunks_exact_mut(classes).enumerate() {
+                target.row_coefficients(row, weight, smoothing, a);
+                let mass = a.iter().fold(F::zero(), |t, &a| t + a);
+                for (p, &a) in p.iter_mut().zip(a.iter()) {
+                    *p = (*p * mass - a) * scale;
+                }
+            }
+            return Ok(match self.reduction {
+                Reduction::Mean => total / divisor,
+                Reduction::Sum => total,
+            });
+        }
         // Each row's loss is taken from the log-softmax kernel (a dominant
         // correct logit keeps its tiny loss instead of rounding ln(1 + s) to
         // 0); the gradient from the softmax kernel, whose small probabilities
@@ -303,6 +408,14 @@ impl<F: Real> SoftmaxCrossEntropy<F> {
             unreachable!("standard-layout arrays are contiguous slices")
         };
         kernels::log_softmax_rows(x, l, classes);
+        if let Some((weight, smoothing)) = adjustments(&self.weight, self.smoothing, classes)? {
+            let (total, divisor) =
+                adjusted_loss(&target, l, weight, smoothing, &mut vec![F::zero(); classes]);
+            return Ok(match self.reduction {
+                Reduction::Mean => total / divisor,
+                Reduction::Sum => total,
+            });
+        }
         let scale = self.reduction.scale::<F>(batch);
         Ok(reduced_loss::<F, T>(&target, l, batch, classes, scale))
     }
@@ -384,6 +497,51 @@ fn reduced_loss<F: Real, T: ClassTargets<F>>(
             .fold(F::zero(), |t, l| t + l * scale);
     }
     total * scale
+}
+
+/// The class weights and smoothing of a loss, once the weights fit
+/// `classes`; `None` for the plain loss.
+fn adjustments<F: Real>(
+    weight: &Option<Array1<F>>,
+    smoothing: F,
+    classes: usize,
+) -> Result<Option<(Option<&[F]>, F)>, LayerError> {
+    if let Some(weight) = weight
+        && weight.len() != classes
+    {
+        let expected = format!("[{classes}]: one weight per class (column of the logits)");
+        return Err(LayerError::shape_described(
+            CE,
+            "weight",
+            expected,
+            weight.shape(),
+        ));
+    }
+    let weight = weight.as_ref().and_then(|w| w.as_slice());
+    Ok((weight.is_some() || smoothing != F::zero()).then_some((weight, smoothing)))
+}
+
+/// A weighted or smoothed loss from the row-major log-probabilities: the
+/// sum of the rows' `-Σ_c a_c log p_c` (terms with `a_c = 0` skipped, as a
+/// 0 target is, even at a `-∞` log-probability) and the mean's divisor.
+fn adjusted_loss<F: Real, T: ClassTargets<F>>(
+    target: &T,
+    log_p: &[F],
+    weight: Option<&[F]>,
+    smoothing: F,
+    a: &mut [F],
+) -> (F, F) {
+    let mut total = F::zero();
+    let mut divisor = F::zero();
+    for (row, log_p) in log_p.chunks_exact(a.len()).enumerate() {
+        divisor += target.row_coefficients(row, weight, smoothing, a);
+        for (&a, &l) in a.iter().zip(log_p) {
+            if a != F::zero() {
+                total -= a * l;
+            }
+        }
+    }
+    (total, divisor)
 }
 
 /// `Σ_{j≠skip} row_j`: a plain sum over short rows (a few ulp; a call to the

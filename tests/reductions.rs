@@ -105,3 +105,102 @@ fn summed_per_sample_gradients_are_the_batch_gradient() {
     }
     assert_eq!(summed, whole.backward().unwrap());
 }
+
+/// Class weights and label smoothing against PyTorch's `cross_entropy(...,
+/// weight=, label_smoothing=)`, with class indices and with probabilities,
+/// each reduction: loss (from `forward` and from `loss`) and gradient.
+#[test]
+fn class_weights_and_label_smoothing_match_pytorch() {
+    let table = reference();
+    let logits = matrix(&table, "inputs/logits");
+    let labels: Array1<usize> = table["inputs/labels"].iter().map(|&l| l as usize).collect();
+    let probabilities = matrix(&table, "inputs/probabilities");
+    let weight: Array1<f64> = table["inputs/weight"].iter().copied().collect();
+    for (reduction, name) in [(Reduction::Mean, "mean"), (Reduction::Sum, "sum")] {
+        for (case, w, smoothing) in [
+            ("weighted", Some(&weight), 0.0),
+            ("smoothed", None, 0.1),
+            ("weighted_smoothed", Some(&weight), 0.3),
+        ] {
+            let mut ce = SoftmaxCrossEntropy::new()
+                .with_reduction(reduction)
+                .with_label_smoothing(smoothing)
+                .unwrap();
+            if let Some(w) = w {
+                ce = ce.with_weight(w.clone()).unwrap();
+            }
+            for target in ["labels", "probabilities"] {
+                let c = format!("ce_{target}_{case}.{name}");
+                let (loss, again) = if target == "labels" {
+                    let loss = ce.forward(logits.view(), labels.view()).unwrap();
+                    (loss, ce.loss(logits.view(), labels.view()).unwrap())
+                } else {
+                    let loss = ce.forward(logits.view(), probabilities.view()).unwrap();
+                    (loss, ce.loss(logits.view(), probabilities.view()).unwrap())
+                };
+                close(loss, table[&format!("{c}/loss")][[0]]);
+                assert_eq!(loss, again, "{c}: forward and loss agree");
+                for (g, w) in ce
+                    .backward()
+                    .unwrap()
+                    .iter()
+                    .zip(&table[&format!("{c}/grad")])
+                {
+                    close(*g, *w);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn class_weights_and_smoothing_are_checked() {
+    let err = SoftmaxCrossEntropy::<f64>::new()
+        .with_weight(ndlayers::ndarray::array![1.0, -1.0])
+        .unwrap_err();
+    assert!(err.to_string().contains("weight"), "{err}");
+    assert!(
+        SoftmaxCrossEntropy::<f64>::new()
+            .with_label_smoothing(1.5)
+            .is_err()
+    );
+    let mut ce = SoftmaxCrossEntropy::<f64>::new()
+        .with_weight(ndlayers::ndarray::array![1.0, 2.0])
+        .unwrap();
+    let logits = Array2::<f64>::zeros((2, 3));
+    let err = ce
+        .forward(logits.view(), ndlayers::ndarray::array![0usize, 1].view())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "SoftmaxCrossEntropy: weight has shape [2], expected [3]: one weight per class (column of the logits)"
+    );
+    // A weight array with a negative stride is read in its logical order.
+    let mut reversed = ndlayers::ndarray::array![3.0, 2.0, 1.0];
+    reversed.invert_axis(ndlayers::ndarray::Axis(0));
+    let mut a = SoftmaxCrossEntropy::new().with_weight(reversed).unwrap();
+    let mut b = SoftmaxCrossEntropy::new()
+        .with_weight(ndlayers::ndarray::array![1.0, 2.0, 3.0])
+        .unwrap();
+    let labels = ndlayers::ndarray::array![2usize, 0];
+    let logits = ndlayers::ndarray::array![[0.5, -1.0, 2.0], [1.0, 0.0, 0.0]];
+    assert_eq!(
+        a.forward(logits.view(), labels.view()).unwrap(),
+        b.forward(logits.view(), labels.view()).unwrap()
+    );
+}
+
+#[test]
+fn transposed_logits_with_probability_targets_blame_the_logits() {
+    // Friction 5 of the port: (10, 250) logits against (250, 10) one-hot
+    // targets were blamed on the targets.
+    let logits = Array2::<f64>::zeros((10, 250));
+    let targets = Array2::<f64>::zeros((250, 10));
+    let err = SoftmaxCrossEntropy::new()
+        .forward(logits.view(), targets.view())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "SoftmaxCrossEntropy: logits has shape [10, 250], expected (250, 10): one row per row of the targets (is it transposed?)"
+    );
+}

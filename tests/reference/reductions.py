@@ -1,7 +1,9 @@
 """Reference values for the losses' reductions (tests/reductions.rs), from
 PyTorch 2.15: cross_entropy with class indices and with probabilities, and
 mse_loss, each with reduction="mean" and "sum": the loss and the gradient
-with respect to the logits / prediction, float64.
+with respect to the logits / prediction, float64; then cross_entropy with
+per-class weights, label smoothing, and both (class indices and
+probabilities).
 
 Writes tests/reference/reductions.txt: <case>/<name> [<shape>] <values...>
 Run:  python tests/reference/reductions.py
@@ -43,5 +45,20 @@ for reduction in ("mean", "sum"):
         loss.backward()
         put(f"{name}.{reduction}", "loss", loss)
         put(f"{name}.{reduction}", "grad", x.grad)
+weight = torch.tensor([0.5, 2.0, 1.0, 0.25], dtype=torch.float64)
+put("inputs", "weight", weight)
+for reduction in ("mean", "sum"):
+    for name, options in (
+        ("weighted", dict(weight=weight)),
+        ("smoothed", dict(label_smoothing=0.1)),
+        ("weighted_smoothed", dict(weight=weight, label_smoothing=0.3)),
+    ):
+        for target_name, t in (("labels", labels), ("probabilities", probabilities)):
+            x = logits.clone().requires_grad_()
+            loss = F.cross_entropy(x, t, reduction=reduction, **options)
+            loss.backward()
+            case = f"ce_{target_name}_{name}.{reduction}"
+            put(case, "loss", loss)
+            put(case, "grad", x.grad)
 (here / "reductions.txt").write_text(f"# PyTorch {torch.__version__}, tests/reference/reductions.py\n" + "\n".join(lines) + "\n")
 print(f"wrote {len(lines)} lines")
