@@ -238,7 +238,7 @@ impl<F: Real, U: ClassIndex> ClassTargets<F> for ArrayView1<'_, U> {
         for (c, a) in a.iter_mut().enumerate() {
             *a = spread * w(c);
         }
-        a[label] = a[label] + (F::ONE - smoothing) * w(label);
+        a[label] += (F::ONE - smoothing) * w(label);
         w(label)
     }
 }
@@ -499,13 +499,16 @@ fn reduced_loss<F: Real, T: ClassTargets<F>>(
     total * scale
 }
 
-/// The class weights and smoothing of a loss, once the weights fit
-/// `classes`; `None` for the plain loss.
+/// A cross-entropy's class weights (if any) and label smoothing, when it
+/// has either; `None` for the plain loss.
+type Adjustments<'w, F> = Option<(Option<&'w [F]>, F)>;
+
+/// The class weights and smoothing of a loss, once the weights fit `classes`.
 fn adjustments<F: Real>(
     weight: &Option<Array1<F>>,
     smoothing: F,
     classes: usize,
-) -> Result<Option<(Option<&[F]>, F)>, LayerError> {
+) -> Result<Adjustments<'_, F>, LayerError> {
     if let Some(weight) = weight
         && weight.len() != classes
     {
