@@ -53,8 +53,8 @@
 //! | [`activation`], [`softmax`] | the activation layers |
 //! | `layers/`: [`dense`], [`dropout`], [`layer_norm`], [`prelu`], [`sequential`] | the layers around them |
 //! | [`loss`] | [`SoftmaxCrossEntropy`], [`Mse`] |
-//! | [`optim`] | the optimisers [`Sgd`], [`Adam`], [`AdamW`], over [`StateDict`] |
-//! | [`gradcheck`], [`checkpoint`], [`metrics`] | finite-difference checks for any [`Layer`]; state and optimiser state in safetensors; classification metrics |
+//! | [`optim`] | the optimisers [`Sgd`], [`Adam`], [`AdamW`], over [`StateDict`]; parameter groups, clipping, gradient accumulation; [`optim::lr_scheduler`], the learning-rate schedules |
+//! | [`gradcheck`], [`checkpoint`], [`metrics`], [`data`] | finite-difference checks for any [`Layer`]; network, optimiser and schedule state in safetensors; classification metrics; mini-batches, splits, one-hot, standardisation |
 //!
 //! # Where ndlayers differs from PyTorch
 //!
@@ -114,6 +114,7 @@ pub use rand;
 pub mod activation;
 mod buffer;
 pub mod checkpoint;
+pub mod data;
 mod error;
 pub mod gradcheck;
 mod kernels;

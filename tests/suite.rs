@@ -21,6 +21,8 @@ mod checkpoint;
 mod clip;
 #[path = "cnn.rs"]
 mod cnn;
+#[path = "data.rs"]
+mod data;
 #[path = "digits.rs"]
 mod digits;
 #[path = "family.rs"]
