@@ -11,12 +11,13 @@ mod support;
 use std::error::Error;
 
 use ndlayers::checkpoint;
+use ndlayers::metrics::{accuracy, argmax_rows};
 use ndlayers::ndarray::{Array1, Array2};
 use ndlayers::prelude::*;
 use ndlayers::rand::SeedableRng;
 use ndlayers::rand::rngs::StdRng;
 use ndlayers::rand::seq::SliceRandom;
-use support::{CLASSES, DIGITS_PATH, Dataset, accuracy, argmax_rows, load_digits};
+use support::{CLASSES, DIGITS_PATH, Dataset, load_digits};
 
 const SEED: u64 = 2024;
 const HIDDEN: usize = 128;
@@ -66,15 +67,12 @@ fn parameters(net: &Sequential<f32>) -> Vec<(String, Vec<f32>)> {
 
 fn test_accuracy(net: &Sequential<f32>, test: &Dataset) -> Result<f64, LayerError> {
     let logits = net.infer(test.features.view())?;
-    Ok(accuracy(
-        argmax_rows(logits.view()).view(),
-        test.labels.view(),
-    ))
+    accuracy(argmax_rows(logits.view())?.view(), test.labels.view())
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
     let data = load_digits(DIGITS_PATH)?;
-    let (train, test) = data.split(0.8, SEED);
+    let (train, test) = data.split(0.2, SEED)?;
     let mut rng = StdRng::seed_from_u64(SEED);
     let mut net = network(&mut rng)?;
     let mut adam = Adam::new(LEARNING_RATE)?;

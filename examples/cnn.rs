@@ -17,6 +17,7 @@ mod support;
 use std::error::Error;
 use std::time::Instant;
 
+use ndlayers::metrics::{accuracy, argmax_rows};
 use ndlayers::ndarray::{Array4, Ix2, Ix4};
 use ndlayers::prelude::*;
 use plot::{Series, line_chart};
@@ -24,7 +25,7 @@ use plotters::chart::SeriesLabelPosition;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use support::{DIGITS_PATH, Dataset, accuracy, argmax_rows, load_digits};
+use support::{DIGITS_PATH, Dataset, load_digits};
 
 /// The `digits` example's split of the data.
 const SPLIT_SEED: u64 = 2024;
@@ -67,10 +68,7 @@ fn evaluate(
     data: &Dataset,
 ) -> Result<f64, LayerError> {
     let logits = net.infer(x.view())?;
-    Ok(accuracy(
-        argmax_rows(logits.view()).view(),
-        data.labels.view(),
-    ))
+    accuracy(argmax_rows(logits.view())?.view(), data.labels.view())
 }
 
 /// What one epoch measured.
@@ -83,7 +81,7 @@ struct Epoch {
 fn main() -> Result<(), Box<dyn Error>> {
     let start = Instant::now();
     let data = load_digits(DIGITS_PATH)?;
-    let (train, test) = data.split(0.8, SPLIT_SEED);
+    let (train, test) = data.split(0.2, SPLIT_SEED)?;
     let (train_x, test_x) = (images(&train), images(&test));
     println!(
         "UCI digits: {} images, {} for training, {} held out; CNN 1-16-32 (3x3, BatchNorm, ReLU, max-pool) → Dense(128 → 10), Adam lr {LEARNING_RATE}, batch {BATCH}",

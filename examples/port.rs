@@ -13,12 +13,13 @@ mod support;
 use std::error::Error;
 use std::time::Instant;
 
+use ndlayers::metrics::{accuracy, argmax_rows};
 use ndlayers::ndarray::{Array2, Axis};
 use ndlayers::prelude::*;
 use ndlayers::rand::SeedableRng;
 use ndlayers::rand::rngs::StdRng;
 use ndlayers::rand::seq::SliceRandom;
-use support::{CLASSES, DIGITS_PATH, Dataset, accuracy, argmax_rows, load_digits};
+use support::{CLASSES, DIGITS_PATH, Dataset, load_digits};
 
 const SEED: u64 = 7;
 const HIDDEN: usize = 512;
@@ -38,7 +39,7 @@ fn one_hot(data: &Dataset) -> Array2<f32> {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let data = load_digits(DIGITS_PATH)?;
-    let (train, test) = data.split(0.8, SEED);
+    let (train, test) = data.split(0.2, SEED)?;
     let targets = one_hot(&train);
     let mut rng = StdRng::seed_from_u64(SEED);
     // Glorot/Xavier uniform, the initialisation made for sigmoid layers.
@@ -82,7 +83,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             // Evaluation through &self: no cache, buffer or gradient is touched.
             let logits = net.infer(test.features.view())?;
             let test_loss = loss.loss(logits.view(), test.labels.view())?;
-            let test_accuracy = accuracy(argmax_rows(logits.view()).view(), test.labels.view());
+            let test_accuracy = accuracy(argmax_rows(logits.view())?.view(), test.labels.view())?;
             println!(
                 "epoch {epoch:2}: train loss {:.4}, test loss {test_loss:.4}, test accuracy {:.2}%",
                 total / batches as f32,
@@ -97,7 +98,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         .iter()
         .filter(|&&p| p > 0.9)
         .count();
-    let final_accuracy = accuracy(argmax_rows(probabilities.view()).view(), test.labels.view());
+    let final_accuracy = accuracy(
+        argmax_rows(probabilities.view())?.view(),
+        test.labels.view(),
+    )?;
     println!(
         "test accuracy {:.2}%; {confident} of {} test images predicted with probability > 0.9; {:.1} ms an epoch",
         100.0 * final_accuracy,

@@ -1,6 +1,6 @@
 //! The [`Layer`] trait every layer implements.
 
-use ndarray::{Array, ArrayView, Dimension, Ix2};
+use ndarray::{Array, ArrayView, Axis, Dimension, Ix2, RemoveAxis};
 
 pub use crate::error::LayerError;
 use crate::state::StateDict;
@@ -72,6 +72,36 @@ pub trait Layer<F, D: Dimension = Ix2, E: Dimension = D>: StateDict<F> {
     /// buffer of the layer is read or written, so a network can be evaluated
     /// between a training step's forward and backward, or shared across threads.
     fn infer(&self, input: ArrayView<'_, F, D>) -> Result<Array<F, E>, LayerError>;
+
+    /// [`infer`](Self::infer) for one sample without its batch axis (a
+    /// `(features)` row for a `(batch, features)` layer, a `(c, h, w)` image
+    /// for an `(n, c, h, w)` one), as PyTorch accepts unbatched input: the
+    /// sample becomes a batch of one, and the output loses the batch axis.
+    ///
+    /// ```
+    /// use ndlayers::prelude::*;
+    /// use ndlayers::ndarray::array;
+    ///
+    /// let dense = Dense::<f64>::from_fn(2, 1, |i, _| i as f64 + 1.0)?;
+    /// assert_eq!(dense.infer_one(array![3.0, 4.0].view())?, array![11.0]);
+    /// # Ok::<(), LayerError>(())
+    /// ```
+    fn infer_one(
+        &self,
+        sample: ArrayView<'_, F, D::Smaller>,
+    ) -> Result<Array<F, E::Smaller>, LayerError>
+    where
+        E: RemoveAxis,
+    {
+        // D::Smaller with an axis inserted is D again (IxDyn stays IxDyn).
+        let shape = sample.shape().to_vec();
+        let batch = sample.insert_axis(Axis(0)).into_dimensionality::<D>();
+        let batch = batch.map_err(|_| {
+            let expected = "one sample without its batch axis".to_string();
+            LayerError::shape_described("infer_one", "sample", expected, &shape)
+        })?;
+        Ok(self.infer(batch)?.index_axis_move(Axis(0), 0))
+    }
 
     /// Computes the output for `input` and caches what `backward` needs; an owned copy of
     /// [`forward_view`](Self::forward_view).

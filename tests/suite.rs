@@ -27,6 +27,8 @@ mod data;
 mod digits;
 #[path = "family.rs"]
 mod family;
+#[path = "frictions.rs"]
+mod frictions;
 #[path = "hostile.rs"]
 mod hostile;
 #[path = "layers.rs"]

@@ -1,5 +1,7 @@
-//! Shared by the `digits` example, its integration test and the training-step
-//! bench: loading the UCI digits, and a 64-128-10 ReLU MLP with its training step.
+//! Shared by the examples, the digits integration test and the training-step
+//! bench: what is not a crate feature. Loading the UCI digits (a CSV of this
+//! repository), and the 64-128-10 ReLU MLP of the test and the bench, written
+//! as separate layers, with its training step.
 #![allow(dead_code)] // each user takes the part it needs
 
 use std::error::Error;
@@ -8,11 +10,12 @@ use std::io::Read;
 use std::path::Path;
 
 use flate2::read::GzDecoder;
+use ndlayers::data::{Batches, shuffled_split};
+use ndlayers::metrics::{accuracy, argmax_rows};
 use ndlayers::ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use ndlayers::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 
 /// Where the digits live inside the crate (with their attribution beside them).
 pub const DIGITS_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/digits.csv.gz");
@@ -44,12 +47,11 @@ impl Dataset {
         self.labels.len()
     }
 
-    /// Splits into `(train, test)` with `train_fraction` of the rows, shuffled by `seed`.
-    pub fn split(&self, train_fraction: f64, seed: u64) -> (Dataset, Dataset) {
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(seed));
-        let cut = (self.len() as f64 * train_fraction).round() as usize;
-        (self.select(&order[..cut]), self.select(&order[cut..]))
+    /// Splits into `(train, test)`, holding out `test_fraction` of the rows,
+    /// shuffled by `seed` (the crate's `shuffled_split`).
+    pub fn split(&self, test_fraction: f64, seed: u64) -> Result<(Dataset, Dataset), LayerError> {
+        let (train, test) = shuffled_split(self.len(), test_fraction, seed)?;
+        Ok((self.select(&train), self.select(&test)))
     }
 }
 
@@ -139,42 +141,16 @@ impl Mlp {
         let mut h = self.hidden.infer(x)?;
         self.relu.infer_in_place(h.view_mut());
         let logits = self.output.infer(h.view())?;
-        Ok(argmax_rows(logits.view()))
+        argmax_rows(logits.view())
     }
 
     /// Fraction of `data` classified correctly.
     pub fn accuracy(&self, data: &Dataset) -> Result<f64, LayerError> {
-        Ok(accuracy(
+        accuracy(
             self.predict(data.features.view())?.view(),
             data.labels.view(),
-        ))
+        )
     }
-}
-
-/// The index of each row's largest value.
-pub fn argmax_rows(logits: ArrayView2<'_, f32>) -> Array1<usize> {
-    logits
-        .rows()
-        .into_iter()
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-                    if v > best.1 { (i, v) } else { best }
-                })
-                .0
-        })
-        .collect()
-}
-
-/// Fraction of `predicted` equal to `labels`.
-pub fn accuracy(predicted: ArrayView1<'_, usize>, labels: ArrayView1<'_, usize>) -> f64 {
-    let correct = predicted
-        .iter()
-        .zip(&labels)
-        .filter(|(p, t)| p == t)
-        .count();
-    correct as f64 / labels.len().max(1) as f64
 }
 
 /// What one epoch of training measured.
@@ -185,26 +161,27 @@ pub struct EpochStats {
     pub test_accuracy: f64,
 }
 
-/// Trains for one epoch over `train` in shuffled mini-batches, then evaluates.
+/// Trains for epoch `epoch` over `train` in mini-batches shuffled by `seed`
+/// (the ragged last batch dropped, so every step has one shape and reuses
+/// its buffers), then evaluates.
 pub fn train_epoch(
     model: &mut Mlp,
     sgd: &mut Sgd<f32>,
-    train: &Dataset,
-    test: &Dataset,
+    (train, test): (&Dataset, &Dataset),
     batch_size: usize,
-    rng: &mut StdRng,
+    (seed, epoch): (u64, u64),
 ) -> Result<EpochStats, LayerError> {
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    order.shuffle(rng);
-    let (mut loss_sum, mut batches) = (0.0, 0);
-    // Drop the ragged last batch, so every step sees the same shape and reuses its buffers.
-    for indices in order.chunks_exact(batch_size) {
-        let batch = train.select(indices);
-        loss_sum += model.train_step(batch.features.view(), batch.labels.view(), sgd)?;
-        batches += 1;
+    let mut batches = Batches::new(train.features.view(), train.labels.view(), batch_size)?
+        .with_shuffle(seed)
+        .with_drop_last(true);
+    batches.set_epoch(epoch);
+    let (mut loss_sum, mut count) = (0.0, 0);
+    while let Some((x, labels)) = batches.next_batch() {
+        loss_sum += model.train_step(x, labels, sgd)?;
+        count += 1;
     }
     Ok(EpochStats {
-        loss: loss_sum / batches.max(1) as f32,
+        loss: loss_sum / count.max(1) as f32,
         train_accuracy: model.accuracy(train)?,
         test_accuracy: model.accuracy(test)?,
     })

@@ -317,6 +317,23 @@ impl<F: Real> Conv2d<F> {
         Ok(self)
     }
 
+    /// The layer with a bias drawn by `init` for the layer's fans as they
+    /// are now (call it after [`with_groups`](Self::with_groups)), e.g.
+    /// [`Init::FanInUniform`], PyTorch's `nn.Conv2d` default; a layer
+    /// without a bias gets one.
+    pub fn with_bias_init<R: Rng + ?Sized>(
+        mut self,
+        init: Init,
+        rng: &mut R,
+    ) -> Result<Self, LayerError> {
+        let (outputs, per_group, kh, kw) = self.weight.dim();
+        let fans = (per_group * kh * kw, outputs * kh * kw);
+        let values = init.sample(Vec::new(), outputs, fans, rng)?;
+        self.bias = Some(Array1::from(values));
+        self.grad_bias = Some(Array1::zeros(outputs));
+        Ok(self)
+    }
+
     /// The layer in `groups` groups, which must divide the output channels.
     ///
     /// After [`from_parameters`](Self::from_parameters) the weight is kept

@@ -179,6 +179,29 @@ impl<F: Real> Dense<F> {
         Ok(())
     }
 
+    /// The layer with its bias drawn by `init` for the layer's fans, e.g.
+    /// [`Init::FanInUniform`], PyTorch's `nn.Linear` default (`U(±1/√inputs)`):
+    /// ```
+    /// use ndlayers::prelude::*;
+    /// use rand::{SeedableRng, rngs::StdRng};
+    ///
+    /// let mut rng = StdRng::seed_from_u64(0);
+    /// let dense = Dense::<f32>::new(4, 3, Init::FanInUniform, &mut rng)?
+    ///     .with_bias_init(Init::FanInUniform, &mut rng)?;
+    /// assert!(dense.bias().iter().all(|b| b.abs() <= 0.5 && *b != 0.0));
+    /// # Ok::<(), LayerError>(())
+    /// ```
+    pub fn with_bias_init<R: Rng + ?Sized>(
+        mut self,
+        init: Init,
+        rng: &mut R,
+    ) -> Result<Self, LayerError> {
+        let outputs = self.outputs();
+        let values = init.sample(Vec::new(), outputs, (self.inputs(), outputs), rng)?;
+        self.bias.assign(&Array1::from(values));
+        Ok(self)
+    }
+
     /// Overwrites the bias in place with `bias` (shape `(outputs)`, finite). On error nothing changes.
     pub fn set_bias(&mut self, bias: ArrayView1<'_, F>) -> Result<(), LayerError> {
         LayerError::check_shape(NAME, "bias", self.bias.shape(), bias.shape())?;
@@ -347,9 +370,18 @@ fn zeros_fallible<F: Real>(shape: (usize, usize)) -> Result<Array2<F>, LayerErro
     Ok(Array2::from_shape_vec(shape, v).expect("rows x cols elements"))
 }
 
-/// Samples of `dist` in row-major order (as `ndarray_rand`'s `random_using`),
-/// rounded to `F`, through [`reserve`].
 impl Init {
+    /// `Init::Uniform(a)` from a scale of either float type, so an `f32`
+    /// network's `a` needs no conversion.
+    pub fn uniform(a: impl Into<f64>) -> Init {
+        Init::Uniform(a.into())
+    }
+
+    /// `Init::Normal(σ)` from a scale of either float type.
+    pub fn normal(std_dev: impl Into<f64>) -> Init {
+        Init::Normal(std_dev.into())
+    }
+
     /// The distribution's scale for these fans: the bound `a` of a uniform,
     /// `σ` of a normal.
     pub(crate) fn scale(self, (fan_in, fan_out): (usize, usize)) -> f64 {
