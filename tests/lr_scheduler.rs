@@ -435,3 +435,33 @@ fn a_schedule_starts_from_an_optimizer_without_a_learning_rate() {
     assert_eq!(sgd.learning_rate(), schedule.last_lrs()[0] as f32);
     let _ = Scheduler::start(&mut AdamW::<f32>::default(), OneCycle::new(0.1, 5).unwrap()).unwrap();
 }
+
+#[test]
+fn reduce_on_plateau_resumes_from_a_checkpoint() {
+    // Its best metric starts at +∞, which the checkpoint keeps exactly.
+    let net = Dense::<f64>::from_fn(2, 2, |i, j| (i + j) as f64).unwrap();
+    let mut sgd = sgd();
+    let plateau = ReduceLROnPlateau::new(&mut sgd).with_patience(0);
+    let bytes = checkpoint::to_bytes_training(&net, &sgd, &plateau).unwrap();
+    let mut fresh_sgd = sgd.clone();
+    let mut fresh = ReduceLROnPlateau::new(&mut fresh_sgd).with_patience(0);
+    let mut fresh_net = net.clone();
+    checkpoint::from_bytes_training(&bytes, &mut fresh_net, &mut fresh_sgd, &mut fresh).unwrap();
+    assert_eq!(fresh.best(), f64::INFINITY);
+
+    let mut plateau = plateau;
+    for metric in [1.0, 2.0, 0.5, 0.7] {
+        plateau.step(&mut sgd, metric).unwrap();
+    }
+    let bytes = checkpoint::to_bytes_training(&net, &sgd, &plateau).unwrap();
+    checkpoint::from_bytes_training(&bytes, &mut fresh_net, &mut fresh_sgd, &mut fresh).unwrap();
+    assert_eq!(fresh.state(), plateau.state());
+    assert_eq!(
+        rates(&fresh_sgd),
+        rates(&sgd),
+        "the rates it set are restored"
+    );
+    plateau.step(&mut sgd, 0.9).unwrap();
+    fresh.step(&mut fresh_sgd, 0.9).unwrap();
+    assert_eq!(rates(&fresh_sgd), rates(&sgd));
+}
