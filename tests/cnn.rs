@@ -829,3 +829,37 @@ fn large_convolutions_match_the_definition_on_any_number_of_threads() {
         }
     }
 }
+
+/// MaxPool2d's 2x2, stride 2 path against a plain reading of PyTorch's
+/// rule (each window's first maximum in reading order, or its last NaN),
+/// on odd sizes (a trailing row and column in no window), many ties, NaN
+/// and -∞.
+#[test]
+fn max_pool_2x2_routes_as_the_rule_says() {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    let mut rng = StdRng::seed_from_u64(11);
+    let (n, c, h, w) = (2, 3, 5, 7);
+    let values = [0.0, 1.0, 1.0, 2.0, f64::NAN, f64::NEG_INFINITY, -1.0];
+    let x = Array4::from_shape_fn((n, c, h, w), |_| values[rng.random_range(0..values.len())]);
+    let g = Array4::from_shape_fn((n, c, h / 2, w / 2), |(a, b, i, j)| {
+        (1 + a * 100 + b * 10 + i * 3 + j) as f64
+    });
+    let mut pool = MaxPool2d::<f64>::new((2, 2)).unwrap();
+    let y = pool.forward(x.view()).unwrap();
+    let dx = pool.backward(g.view()).unwrap();
+    let mut want_dx = Array4::<f64>::zeros((n, c, h, w));
+    for ((a, b, i, j), &gv) in g.indexed_iter() {
+        let (mut best, mut at) = (f64::NEG_INFINITY, (2 * i, 2 * j));
+        for (r, s) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            let v = x[[a, b, 2 * i + r, 2 * j + s]];
+            if v > best || v.is_nan() {
+                (best, at) = (v, (2 * i + r, 2 * j + s));
+            }
+        }
+        let got = y[[a, b, i, j]];
+        assert!(got == best || (got.is_nan() && best.is_nan()), "{got} against {best}");
+        want_dx[[a, b, at.0, at.1]] += gv;
+    }
+    assert_eq!(dx, want_dx);
+    assert_eq!(pool.infer(x.view()).unwrap().mapv(f64::to_bits), y.mapv(f64::to_bits));
+}

@@ -290,7 +290,51 @@ fn window_max<F: Real>(
     (best, at)
 }
 
+/// Max pooling in 2x2 windows with stride 2 and no padding, the CNNs'
+/// usual one, a pair of rows at a time: the same maxima and positions as
+/// [`window_max`] (the first maximum, or the last NaN, in reading order),
+/// without its general window arithmetic.
+fn max_pool_2x2<F: Real>(
+    xs: &[F],
+    (planes, h, w): (usize, usize, usize),
+    (oh, ow): (usize, usize),
+    out: &mut [F],
+    argmax: &mut [usize],
+) {
+    for p in 0..planes {
+        let plane = &xs[p * h * w..][..h * w];
+        let out = &mut out[p * oh * ow..][..oh * ow];
+        let argmax = &mut argmax[p * oh * ow..][..oh * ow];
+        for i in 0..oh {
+            let (top, bottom) = (&plane[2 * i * w..][..2 * ow], &plane[(2 * i + 1) * w..][..2 * ow]);
+            let (out, argmax) = (&mut out[i * ow..][..ow], &mut argmax[i * ow..][..ow]);
+            for (j, ((y, at), (t, b))) in out
+                .iter_mut()
+                .zip(argmax.iter_mut())
+                .zip(top.chunks_exact(2).zip(bottom.chunks_exact(2)))
+                .enumerate()
+            {
+                let first = 2 * i * w + 2 * j;
+                let (mut best, mut offset) = (F::neg_infinity(), 0);
+                for (k, v) in [t[0], t[1], b[0], b[1]].into_iter().enumerate() {
+                    if v > best || v.is_nan() {
+                        (best, offset) = (v, k);
+                    }
+                }
+                *y = best;
+                *at = first + (offset & 1) + (offset >> 1) * w;
+            }
+        }
+    }
+}
+
 impl<P: Pooling, F: Real> Pool2d<P, F> {
+    /// Whether the windows are 2x2, with stride 2 and no padding: each input
+    /// element in at most one window.
+    fn is_2x2(&self) -> bool {
+        (self.kernel, self.stride, self.padding) == ((2, 2), (2, 2), (0, 0))
+    }
+
     /// The output of the pooling of `x`, and for max pooling the positions of the maxima.
     fn pool_into(&self, x: &ArrayView4<'_, F>, out: &mut Array4<F>, argmax: &mut Vec<usize>) {
         let (n, c, h, w) = x.dim();
@@ -302,6 +346,10 @@ impl<P: Pooling, F: Real> Pool2d<P, F> {
         let is_max = P::NAME == Max::NAME;
         if is_max {
             argmax.resize(out.len(), 0);
+            if self.is_2x2() {
+                max_pool_2x2(xs, (n * c, h, w), (oh, ow), out, argmax);
+                return;
+            }
         }
         let area = F::lit((self.kernel.0 * self.kernel.1) as f64);
         for_each_window(
@@ -355,10 +403,25 @@ impl<P: Pooling, F: Real> Layer<F, Ix4> for Pool2d<P, F> {
         let (oh, ow) = self.output_size(dim.slice())?;
         let (n, c, h, w) = (dim[0], dim[1], dim[2], dim[3]);
         LayerError::check_shape(P::NAME, "grad_output", &[n, c, oh, ow], grad_output.shape())?;
-        let grad = reuse(&mut self.grad_input, dim, false);
-        grad.fill(F::zero());
-        let gi = grad.as_slice_mut().expect("a fresh row-major buffer");
         let is_max = P::NAME == Max::NAME;
+        let two_by_two = is_max && self.is_2x2();
+        let grad = reuse(&mut self.grad_input, dim, false);
+        let gi = grad.as_slice_mut().expect("a fresh row-major buffer");
+        if two_by_two {
+            // Plane by plane, zeroed then scattered while it is in cache.
+            let g = grad_output.as_standard_layout();
+            let g = g.as_slice().expect("standard layout");
+            for p in 0..n * c {
+                let plane = &mut gi[p * h * w..][..h * w];
+                plane.fill(F::zero());
+                let (g, argmax) = (&g[p * oh * ow..][..oh * ow], &self.argmax[p * oh * ow..][..oh * ow]);
+                for (&g, &at) in g.iter().zip(argmax) {
+                    plane[at] = g;
+                }
+            }
+            return Ok(grad.view());
+        }
+        gi.fill(F::zero());
         let area = F::lit((self.kernel.0 * self.kernel.1) as f64);
         for (o, &g) in grad_output.iter().enumerate() {
             let plane = o / (oh * ow);
