@@ -5,7 +5,7 @@
 use std::fmt;
 
 use ndarray::{
-    Array, Array0, Array1, ArrayView, ArrayView1, Axis, Dimension, Ix2, Ix4, RemoveAxis, Zip,
+    Array, Array0, Array1, ArrayView, ArrayView1, Axis, Dimension, Ix2, Ix4, RemoveAxis,
 };
 
 use crate::buffer::{reuse, try_vec};
@@ -232,41 +232,90 @@ impl<F: Real, D: RemoveAxis> BatchNorm<F, D> {
         Ok(n)
     }
 
-    /// `(mean, 1/√(var + ε))` of each channel: the batch's (updating the
-    /// running statistics) or the running ones.
-    fn statistics(&mut self, input: &ArrayView<'_, F, D>, n: usize) {
-        self.mean.clear();
-        self.rstd.clear();
+    /// `(mean, 1/√(var + ε))` of channel `c`: the batch's (updating the
+    /// running statistics; `xs` is the input in row-major order, `n` values
+    /// per channel, `inner` per sample and channel) or the running ones.
+    fn statistics(&mut self, c: usize, xs: &[F], n: usize, inner: usize) -> (F, F) {
         // An empty batch has no statistics: it is normalised (to nothing)
         // with the running ones, which it leaves as they were.
         if !self.training || n == 0 {
-            let eps = self.eps;
-            let rstd = self.running_var.iter().map(|&v| F::ONE / (v + eps).sqrt());
-            self.rstd.extend(rstd);
-            self.mean.extend(self.running_mean.iter().copied());
-            return;
+            let rstd = F::ONE / (self.running_var[c] + self.eps).sqrt();
+            return (self.running_mean[c], rstd);
         }
+        // Two passes in f64: the mean, then the squares about it (the
+        // second from cache: a channel's planes are a few hundred KiB at most
+        // in the CNNs this is for).
+        let planes = || channel_planes(xs, self.channels(), inner, c);
+        let mean = planes().map(|p| sum_f64(p, |x| x)).sum::<f64>() / n as f64;
+        let var = planes()
+            .map(|p| sum_f64(p, |x| (x - mean) * (x - mean)))
+            .sum::<f64>()
+            / n as f64;
         let (m, keep) = (self.momentum, F::ONE - self.momentum);
-        for (c, lane) in input.axis_iter(Axis(1)).enumerate() {
-            let (mean, var) = mean_var(&lane, n);
-            self.mean.push(F::lit(mean));
-            self.rstd.push(F::lit(
-                1.0 / (var + self.eps.to_f64().unwrap_or(0.0)).sqrt(),
-            ));
-            let unbiased = var * n as f64 / (n - 1) as f64;
-            self.running_mean[c] = m * F::lit(mean) + keep * self.running_mean[c];
-            self.running_var[c] = m * F::lit(unbiased) + keep * self.running_var[c];
-        }
-        self.num_batches_tracked[()] += 1;
+        let unbiased = var * n as f64 / (n - 1) as f64;
+        self.running_mean[c] = m * F::lit(mean) + keep * self.running_mean[c];
+        self.running_var[c] = m * F::lit(unbiased) + keep * self.running_var[c];
+        let rstd = 1.0 / (var + self.eps.to_f64().unwrap_or(0.0)).sqrt();
+        (F::lit(mean), F::lit(rstd))
     }
 }
 
-/// The mean and biased variance of `lane`'s `n` values, in `f64`, two passes.
-fn mean_var<F: Real, E: Dimension>(lane: &ArrayView<'_, F, E>, n: usize) -> (f64, f64) {
-    let value = |v: &F| v.to_f64().unwrap_or(f64::NAN);
-    let mean = lane.iter().map(value).sum::<f64>() / n as f64;
-    let var = lane.iter().map(|v| (value(v) - mean).powi(2)).sum::<f64>() / n as f64;
-    (mean, var)
+/// Values per sample and channel of an input of `shape` `(batch, channels, …)`.
+fn plane_size(shape: &[usize]) -> usize {
+    shape.iter().skip(2).product()
+}
+
+/// The planes of channel `c` in a row-major `(batch, channels, …)` array
+/// with `inner` values per sample and channel: one contiguous slice a sample.
+fn channel_planes<T>(
+    xs: &[T],
+    channels: usize,
+    inner: usize,
+    c: usize,
+) -> impl Iterator<Item = &[T]> {
+    xs.chunks_exact(inner.max(1))
+        .skip(c)
+        .step_by(channels.max(1))
+}
+
+/// `Σ f(x)` over `x` in `f64`, in eight interleaved partial sums, so the
+/// loop runs on SIMD lanes without reordering any one sum's additions.
+fn sum_f64<F: Real>(x: &[F], f: impl Fn(f64) -> f64) -> f64 {
+    let value = |v: F| v.to_f64().unwrap_or(f64::NAN);
+    let mut lanes = [0.0_f64; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f(value(v));
+        }
+    }
+    let mut total = lanes.iter().sum::<f64>();
+    for &v in tail {
+        total += f(value(v));
+    }
+    total
+}
+
+/// `(Σ g, Σ g·x̂)` over one plane, as [`sum_f64`].
+fn sums_f64<F: Real>(g: &[F], xhat: &[F]) -> (f64, f64) {
+    let value = |v: F| v.to_f64().unwrap_or(f64::NAN);
+    let (mut sum_g, mut sum_gx) = ([0.0_f64; 8], [0.0_f64; 8]);
+    let (chunks_g, chunks_x) = (g.chunks_exact(8), xhat.chunks_exact(8));
+    let (tail_g, tail_x) = (chunks_g.remainder(), chunks_x.remainder());
+    for (cg, cx) in chunks_g.zip(chunks_x) {
+        for k in 0..8 {
+            let (g, x) = (value(cg[k]), value(cx[k]));
+            sum_g[k] += g;
+            sum_gx[k] += g * x;
+        }
+    }
+    let (mut total_g, mut total_gx) = (sum_g.iter().sum::<f64>(), sum_gx.iter().sum::<f64>());
+    for (&g, &x) in tail_g.iter().zip(tail_x) {
+        total_g += value(g);
+        total_gx += value(g) * value(x);
+    }
+    (total_g, total_gx)
 }
 
 impl<F: Real, D: RemoveAxis> Layer<F, D> for BatchNorm<F, D> {
@@ -275,26 +324,48 @@ impl<F: Real, D: RemoveAxis> Layer<F, D> for BatchNorm<F, D> {
         input: ArrayView<'_, F, D>,
     ) -> Result<ArrayView<'_, F, D>, LayerError> {
         let n = self.check(&input, self.training)?;
-        self.statistics(&input, n);
-        let normalized = reuse(&mut self.normalized, input.raw_dim(), false);
-        let output = reuse(&mut self.output, input.raw_dim(), false);
-        for (c, ((x, mut xhat), mut y)) in input
-            .axis_iter(Axis(1))
-            .zip(normalized.axis_iter_mut(Axis(1)))
-            .zip(output.axis_iter_mut(Axis(1)))
-            .enumerate()
-        {
-            let (mean, rstd, w, b) = (self.mean[c], self.rstd[c], self.weight[c], self.bias[c]);
-            Zip::from(&mut xhat)
-                .and(&mut y)
-                .and(&x)
-                .for_each(|xhat, y, &x| {
+        // Row-major planes: borrowed when the input is, else one copy.
+        let x = input.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        let (channels, inner) = (self.channels(), plane_size(input.shape()));
+        // Out of `self` while `statistics` updates the running ones.
+        let (mut normalized, mut output) = (self.normalized.take(), self.output.take());
+        let (xhats, ys) = (
+            reuse(&mut normalized, input.raw_dim(), false)
+                .as_slice_mut()
+                .expect("row-major buffer"),
+            reuse(&mut output, input.raw_dim(), false)
+                .as_slice_mut()
+                .expect("row-major buffer"),
+        );
+        self.mean.clear();
+        self.rstd.clear();
+        // Channel by channel: its statistics, then its planes normalised
+        // while they are still in cache.
+        for c in 0..channels {
+            let (mean, rstd) = self.statistics(c, xs, n, inner);
+            self.mean.push(mean);
+            self.rstd.push(rstd);
+            let (w, b) = (self.weight[c], self.bias[c]);
+            let planes = xhats
+                .chunks_exact_mut(inner.max(1))
+                .skip(c)
+                .step_by(channels.max(1))
+                .zip(ys.chunks_exact_mut(inner.max(1)).skip(c).step_by(channels.max(1)))
+                .zip(channel_planes(xs, channels, inner, c));
+            for ((xhat, y), x) in planes {
+                for ((xhat, y), &x) in xhat.iter_mut().zip(y.iter_mut()).zip(x) {
                     *xhat = (x - mean) * rstd;
                     *y = *xhat * w + b;
-                });
+                }
+            }
         }
+        if self.training && n > 0 {
+            self.num_batches_tracked[()] += 1;
+        }
+        (self.normalized, self.output) = (normalized, output);
         self.batch_statistics = self.training;
-        Ok(output.view())
+        Ok(self.output.as_ref().expect("filled by reuse").view())
     }
 
     fn backward_view(
@@ -307,38 +378,47 @@ impl<F: Real, D: RemoveAxis> Layer<F, D> for BatchNorm<F, D> {
             .as_ref()
             .ok_or(LayerError::BackwardBeforeForward { layer: name })?;
         LayerError::check_shape(name, "grad_output", normalized.shape(), grad_output.shape())?;
-        let n = (normalized.len() / self.channels()).max(1) as f64;
+        let channels = self.channels();
+        let inner = plane_size(normalized.shape());
+        let n = (normalized.len() / channels).max(1) as f64;
+        let g = grad_output.as_standard_layout();
+        let (gs, xhats) = (
+            g.as_slice().expect("standard layout"),
+            normalized.as_slice().expect("row-major buffer"),
+        );
         let grad_input = reuse(&mut self.grad_input, normalized.raw_dim(), false);
-        for (c, ((g, xhat), mut dx)) in grad_output
-            .axis_iter(Axis(1))
-            .zip(normalized.axis_iter(Axis(1)))
-            .zip(grad_input.axis_iter_mut(Axis(1)))
-            .enumerate()
-        {
-            let (mut sum_g, mut sum_gx) = (0.0_f64, 0.0_f64);
-            Zip::from(&g).and(&xhat).for_each(|&g, &xhat| {
-                let (g, xhat) = (
-                    g.to_f64().unwrap_or(f64::NAN),
-                    xhat.to_f64().unwrap_or(f64::NAN),
-                );
-                sum_g += g;
-                sum_gx += g * xhat;
-            });
+        let dxs = grad_input.as_slice_mut().expect("row-major buffer");
+        // Channel by channel: Σ g and Σ g·x̂ over its planes in f64, then
+        // its dx while those planes are still in cache.
+        for c in 0..channels {
+            let (mut sum_g, mut sum_gx) = (0.0, 0.0);
+            for (g, xhat) in channel_planes(gs, channels, inner, c)
+                .zip(channel_planes(xhats, channels, inner, c))
+            {
+                let (a, b) = sums_f64(g, xhat);
+                sum_g += a;
+                sum_gx += b;
+            }
             self.grad_bias[c] = F::lit(sum_g);
             self.grad_weight[c] = F::lit(sum_gx);
             let scale = self.weight[c] * self.rstd[c];
-            if self.batch_statistics {
-                let (mean_g, mean_gx) = (F::lit(sum_g / n), F::lit(sum_gx / n));
-                Zip::from(&mut dx)
-                    .and(&g)
-                    .and(&xhat)
-                    .for_each(|dx, &g, &xhat| {
+            let (mean_g, mean_gx) = (F::lit(sum_g / n), F::lit(sum_gx / n));
+            let planes = dxs
+                .chunks_exact_mut(inner.max(1))
+                .skip(c)
+                .step_by(channels.max(1))
+                .zip(channel_planes(gs, channels, inner, c))
+                .zip(channel_planes(xhats, channels, inner, c));
+            for ((dx, g), xhat) in planes {
+                if self.batch_statistics {
+                    for ((dx, &g), &xhat) in dx.iter_mut().zip(g).zip(xhat) {
                         *dx = scale * (g - mean_g - xhat * mean_gx);
-                    });
-            } else {
-                Zip::from(&mut dx)
-                    .and(&g)
-                    .for_each(|dx, &g| *dx = scale * g);
+                    }
+                } else {
+                    for (dx, &g) in dx.iter_mut().zip(g) {
+                        *dx = scale * g;
+                    }
+                }
             }
         }
         Ok(grad_input.view())
