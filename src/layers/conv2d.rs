@@ -205,8 +205,18 @@ impl Geometry {
                             continue;
                         };
                         let line = &mut plane[r * w..][..w];
-                        for (k, &v) in values[j0..j1].iter().enumerate() {
-                            line[from + k * stride] += v;
+                        let values = &values[j0..j1];
+                        if values.is_empty() {
+                            // `from` may lie past the row: nothing is written.
+                        } else if stride == 1 {
+                            let line = &mut line[from..from + values.len()];
+                            for (d, &v) in line.iter_mut().zip(values) {
+                                *d += v;
+                            }
+                        } else {
+                            for (k, &v) in values.iter().enumerate() {
+                                line[from + k * stride] += v;
+                            }
                         }
                     }
                 }
@@ -777,7 +787,7 @@ impl<F: Real> Layer<F, Ix4> for Conv2d<F> {
             grad_bias.fill(F::zero());
             for sample in gs.chunks_exact(sample_out.max(1)) {
                 for (b, plane) in grad_bias.iter_mut().zip(sample.chunks_exact(pixels.max(1))) {
-                    *b += plane.iter().fold(F::zero(), |sum, &v| sum + v);
+                    *b += crate::kernels::sum(plane);
                 }
             }
         }
