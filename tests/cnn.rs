@@ -857,9 +857,71 @@ fn max_pool_2x2_routes_as_the_rule_says() {
             }
         }
         let got = y[[a, b, i, j]];
-        assert!(got == best || (got.is_nan() && best.is_nan()), "{got} against {best}");
+        assert!(
+            got == best || (got.is_nan() && best.is_nan()),
+            "{got} against {best}"
+        );
         want_dx[[a, b, at.0, at.1]] += gv;
     }
     assert_eq!(dx, want_dx);
-    assert_eq!(pool.infer(x.view()).unwrap().mapv(f64::to_bits), y.mapv(f64::to_bits));
+    assert_eq!(
+        pool.infer(x.view()).unwrap().mapv(f64::to_bits),
+        y.mapv(f64::to_bits)
+    );
+}
+
+/// Depthwise convolutions at stride 1 (computed on the zero-padded plane)
+/// and 2, against the definition summed in f64, over paddings larger and
+/// smaller than the kernel, dilations, non-square kernels and two outputs
+/// per channel.
+#[test]
+fn depthwise_convolution_matches_its_definition() {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    let mut rng = StdRng::seed_from_u64(5);
+    for (kernel, padding, dilation, stride) in [
+        ((3, 3), (1, 1), (1, 1), (1, 1)),
+        ((3, 2), (3, 0), (2, 1), (1, 1)),
+        ((1, 3), (0, 2), (1, 3), (1, 1)),
+        ((3, 3), (1, 2), (1, 1), (2, 1)),
+    ] {
+        let (n, c, mult, h, w) = (2, 3, 2, 6, 7);
+        let weight = Array4::from_shape_fn((c * mult, 1, kernel.0, kernel.1), |_| {
+            rng.random_range(-1.0..1.0)
+        });
+        let bias: Array1<f64> = (0..c * mult).map(|o| o as f64 * 0.5 - 1.0).collect();
+        let mut conv = Conv2d::from_parameters(weight.clone(), Some(bias.clone()))
+            .unwrap()
+            .with_groups(c)
+            .unwrap()
+            .with_padding(padding)
+            .unwrap()
+            .with_dilation(dilation)
+            .unwrap()
+            .with_stride(stride)
+            .unwrap();
+        let x = Array4::from_shape_fn((n, c, h, w), |_| rng.random_range(-1.0..1.0));
+        let y = conv.forward(x.view()).unwrap();
+        let (oh, ow) = (y.shape()[2], y.shape()[3]);
+        for ((b, o, i, j), &got) in y.indexed_iter() {
+            let mut want = bias[o];
+            for p in 0..kernel.0 {
+                for q in 0..kernel.1 {
+                    let r = (i * stride.0 + p * dilation.0) as isize - padding.0 as isize;
+                    let s = (j * stride.1 + q * dilation.1) as isize - padding.1 as isize;
+                    if (0..h as isize).contains(&r) && (0..w as isize).contains(&s) {
+                        want += weight[[o, 0, p, q]] * x[[b, o / mult, r as usize, s as usize]];
+                    }
+                }
+            }
+            assert!(
+                (got - want).abs() < 1e-12,
+                "{kernel:?} {padding:?} at {:?}: {got} against {want}",
+                (b, o, i, j)
+            );
+        }
+        assert!(oh > 0 && ow > 0);
+        GradCheck::default()
+            .check_layer(&mut conv, x.view())
+            .unwrap_or_else(|e| panic!("{kernel:?} {padding:?} {dilation:?}: {e}"));
+    }
 }

@@ -50,13 +50,126 @@ impl Windows {
     }
 }
 
+/// A stride-1 walk on the zero-padded plane (`hp x wp`), with the outputs
+/// laid out `wp` apart: tap `(p, q)` of output `k` (flat) reads padded
+/// element `k + p·dh·wp + q·dw`, so the flat outputs `0..len` (the last
+/// row's garbage columns left out) take each tap in one loop.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Flat {
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    wp: usize,
+    hp: usize,
+    padding: (usize, usize),
+    dilation: (usize, usize),
+}
+
+impl Flat {
+    /// The flat outputs: rows `wp` apart, the last one `ow` long.
+    fn len(&self) -> usize {
+        (self.oh - 1) * self.wp + self.ow
+    }
+
+    /// Where tap `(p, q)` of output 0 reads the padded plane.
+    #[inline(always)]
+    fn offset(&self, p: usize, q: usize) -> usize {
+        p * self.dilation.0 * self.wp + q * self.dilation.1
+    }
+
+    /// The padded plane and the wide outputs, from `scratch`.
+    fn split<'s, F: Real>(&self, scratch: &'s mut Vec<F>) -> (&'s mut [F], &'s mut [F]) {
+        let padded = self.hp * self.wp;
+        scratch.resize(padded + self.len(), F::zero());
+        let (padded, wide) = scratch.split_at_mut(padded);
+        (padded, wide)
+    }
+
+    /// `image` into the padded plane (zeros around it).
+    fn pad<F: Real>(&self, image: &[F], padded: &mut [F]) {
+        padded.fill(F::zero());
+        let (ph, pw) = self.padding;
+        for (row, line) in padded[ph * self.wp..]
+            .chunks_exact_mut(self.wp)
+            .zip(image.chunks_exact(self.w))
+            .take(self.h)
+        {
+            row[pw..pw + self.w].copy_from_slice(line);
+        }
+    }
+
+    /// The outputs `out` (`oh x ow`) into the wide layout.
+    fn widen<F: Real>(&self, out: &[F], wide: &mut [F]) {
+        for (row, line) in wide.chunks_mut(self.wp).zip(out.chunks_exact(self.ow)) {
+            let (values, gap) = row.split_at_mut(self.ow);
+            values.copy_from_slice(line);
+            gap.fill(F::zero());
+        }
+    }
+
+    /// The wide outputs back into `out`.
+    fn narrow<F: Real>(&self, wide: &[F], out: &mut [F]) {
+        for (row, line) in wide.chunks(self.wp).zip(out.chunks_exact_mut(self.ow)) {
+            line.copy_from_slice(&row[..self.ow]);
+        }
+    }
+}
+
+impl Windows {
+    /// The flat walk, for stride 1 on a plane with outputs.
+    fn flat(&self) -> Option<Flat> {
+        let (hp, wp) = (self.h + 2 * self.padding.0, self.w + 2 * self.padding.1);
+        let oh = (hp + 1).checked_sub(self.dilation.0 * (self.kernel.0 - 1) + 1)?;
+        (self.stride == (1, 1) && oh > 0 && self.ow > 0 && self.h > 0 && self.w > 0).then_some(
+            Flat {
+                h: self.h,
+                w: self.w,
+                oh,
+                ow: self.ow,
+                wp,
+                hp,
+                padding: self.padding,
+                dilation: self.dilation,
+            },
+        )
+    }
+}
+
 simd! {
     /// `out += Σ taps[p, q] · image(window at tap p, q)` over one plane:
     /// tap by tap (each tap's column range worked out once), each output row
     /// adding the tap times a run of one image row.
-    pub(crate) fn window_forward<F: Real>(walk: &Windows, image: &[F], taps: &[F], out: &mut [F]) {
+    pub(crate) fn window_forward<F: Real>(
+        walk: &Windows,
+        image: &[F],
+        taps: &[F],
+        out: &mut [F],
+        scratch: &mut Vec<F>,
+    ) {
         let (kh, kw) = walk.kernel;
         let (w, ow, stride) = (walk.w, walk.ow, walk.stride.1);
+        if let Some(flat) = walk.flat() {
+            // Stride 1: on the zero-padded plane, tap (p, q) adds a constant
+            // offset of the flat index, so each tap is one long loop over
+            // the plane (output rows `wp` apart) instead of a short one a
+            // row. The outputs are copied in and out, and every element
+            // gets the same additions in the same order as below.
+            let (padded, wide) = flat.split(scratch);
+            flat.pad(image, padded);
+            flat.widen(out, wide);
+            for p in 0..kh {
+                for q in 0..kw {
+                    let tap = taps[p * kw + q];
+                    let run = &padded[flat.offset(p, q)..][..wide.len()];
+                    for (o, &v) in wide.iter_mut().zip(run) {
+                        *o += tap * v;
+                    }
+                }
+            }
+            flat.narrow(wide, out);
+            return;
+        }
         for p in 0..kh {
             for q in 0..kw {
                 let (j0, j1, from) = walk.inside(q);

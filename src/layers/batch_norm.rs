@@ -351,7 +351,11 @@ impl<F: Real, D: RemoveAxis> Layer<F, D> for BatchNorm<F, D> {
                 .chunks_exact_mut(inner.max(1))
                 .skip(c)
                 .step_by(channels.max(1))
-                .zip(ys.chunks_exact_mut(inner.max(1)).skip(c).step_by(channels.max(1)))
+                .zip(
+                    ys.chunks_exact_mut(inner.max(1))
+                        .skip(c)
+                        .step_by(channels.max(1)),
+                )
                 .zip(channel_planes(xs, channels, inner, c));
             for ((xhat, y), x) in planes {
                 for ((xhat, y), &x) in xhat.iter_mut().zip(y.iter_mut()).zip(x) {

@@ -539,7 +539,7 @@ impl<F: Real> Conv2d<F> {
                 let (walk, taps, plane) = (geometry.windows(), kh_kw(geometry), h_w(geometry));
                 for (o, out) in y.chunks_exact_mut(pixels).enumerate() {
                     let image = &x[(o / geometry.group_outputs()) * plane..][..plane];
-                    window_forward(&walk, image, &weight[o * taps..][..taps], out);
+                    window_forward(&walk, image, &weight[o * taps..][..taps], out, cols);
                 }
                 continue;
             }

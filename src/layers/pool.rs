@@ -306,7 +306,10 @@ fn max_pool_2x2<F: Real>(
         let out = &mut out[p * oh * ow..][..oh * ow];
         let argmax = &mut argmax[p * oh * ow..][..oh * ow];
         for i in 0..oh {
-            let (top, bottom) = (&plane[2 * i * w..][..2 * ow], &plane[(2 * i + 1) * w..][..2 * ow]);
+            let (top, bottom) = (
+                &plane[2 * i * w..][..2 * ow],
+                &plane[(2 * i + 1) * w..][..2 * ow],
+            );
             let (out, argmax) = (&mut out[i * ow..][..ow], &mut argmax[i * ow..][..ow]);
             for (j, ((y, at), (t, b))) in out
                 .iter_mut()
@@ -414,7 +417,10 @@ impl<P: Pooling, F: Real> Layer<F, Ix4> for Pool2d<P, F> {
             for p in 0..n * c {
                 let plane = &mut gi[p * h * w..][..h * w];
                 plane.fill(F::zero());
-                let (g, argmax) = (&g[p * oh * ow..][..oh * ow], &self.argmax[p * oh * ow..][..oh * ow]);
+                let (g, argmax) = (
+                    &g[p * oh * ow..][..oh * ow],
+                    &self.argmax[p * oh * ow..][..oh * ow],
+                );
                 for (&g, &at) in g.iter().zip(argmax) {
                     plane[at] = g;
                 }
