@@ -86,16 +86,22 @@ impl Flat {
         (padded, wide)
     }
 
-    /// `image` into the padded plane (zeros around it).
+    /// `image` into the padded plane, zeros around it (every element written once).
     fn pad<F: Real>(&self, image: &[F], padded: &mut [F]) {
-        padded.fill(F::zero());
         let (ph, pw) = self.padding;
-        for (row, line) in padded[ph * self.wp..]
+        let (top, rest) = padded.split_at_mut(ph * self.wp);
+        let (middle, bottom) = rest.split_at_mut(self.h * self.wp);
+        top.fill(F::zero());
+        bottom.fill(F::zero());
+        for (row, line) in middle
             .chunks_exact_mut(self.wp)
             .zip(image.chunks_exact(self.w))
-            .take(self.h)
         {
-            row[pw..pw + self.w].copy_from_slice(line);
+            let (left, row) = row.split_at_mut(pw);
+            let (inside, right) = row.split_at_mut(self.w);
+            left.fill(F::zero());
+            inside.copy_from_slice(line);
+            right.fill(F::zero());
         }
     }
 
@@ -113,6 +119,31 @@ impl Flat {
         for (row, line) in wide.chunks(self.wp).zip(out.chunks_exact_mut(self.ow)) {
             line.copy_from_slice(&row[..self.ow]);
         }
+    }
+}
+
+impl Flat {
+    /// `image +=` the padded plane's interior (the image's pixels).
+    fn add_interior<F: Real>(&self, padded: &[F], image: &mut [F]) {
+        let (ph, pw) = self.padding;
+        for (row, line) in padded[ph * self.wp..]
+            .chunks_exact(self.wp)
+            .zip(image.chunks_exact_mut(self.w))
+            .take(self.h)
+        {
+            for (d, &v) in line.iter_mut().zip(&row[pw..pw + self.w]) {
+                *d += v;
+            }
+        }
+    }
+}
+
+simd! {
+    /// `total += a · b`, with the crate's reduction order ([`LANES`] partial
+    /// sums, combined pairwise); on its own so it is vectorised whatever
+    /// the loop around it.
+    fn dot_into<F: Real>(a: &[F], b: &[F], total: &mut F) {
+        *total += super::reduce::dot(a, b);
     }
 }
 
@@ -137,13 +168,14 @@ impl Windows {
 }
 
 simd! {
-    /// `out += Σ taps[p, q] · image(window at tap p, q)` over one plane:
+    /// `out = start + Σ taps[p, q] · image(window at tap p, q)` over one plane:
     /// tap by tap (each tap's column range worked out once), each output row
     /// adding the tap times a run of one image row.
     pub(crate) fn window_forward<F: Real>(
         walk: &Windows,
         image: &[F],
         taps: &[F],
+        start: F,
         out: &mut [F],
         scratch: &mut Vec<F>,
     ) {
@@ -153,11 +185,11 @@ simd! {
             // Stride 1: on the zero-padded plane, tap (p, q) adds a constant
             // offset of the flat index, so each tap is one long loop over
             // the plane (output rows `wp` apart) instead of a short one a
-            // row. The outputs are copied in and out, and every element
-            // gets the same additions in the same order as below.
+            // row; every output gets the same additions in the same order
+            // as below.
             let (padded, wide) = flat.split(scratch);
             flat.pad(image, padded);
-            flat.widen(out, wide);
+            wide.fill(start);
             for p in 0..kh {
                 for q in 0..kw {
                     let tap = taps[p * kw + q];
@@ -170,6 +202,7 @@ simd! {
             flat.narrow(wide, out);
             return;
         }
+        out.fill(start);
         for p in 0..kh {
             for q in 0..kw {
                 let (j0, j1, from) = walk.inside(q);
@@ -211,7 +244,34 @@ simd! {
         taps: &[F],
         grad_image: &mut [F],
         grad_taps: &mut [F],
+        scratch: &mut Vec<F>,
     ) {
+        if let Some(flat) = walk.flat() {
+            // As in the forward: the image and its gradient padded, `g`
+            // widened (zeros in its gap columns, which so add nothing).
+            let padded_len = flat.hp * flat.wp;
+            scratch.resize(2 * padded_len + flat.len(), F::zero());
+            let (padded, rest) = scratch.split_at_mut(padded_len);
+            let (grad_padded, wide) = rest.split_at_mut(padded_len);
+            flat.pad(image, padded);
+            grad_padded.fill(F::zero());
+            flat.widen(g, wide);
+            let (kh, kw) = walk.kernel;
+            for p in 0..kh {
+                for q in 0..kw {
+                    let tap = taps[p * kw + q];
+                    let offset = flat.offset(p, q);
+                    let run = &padded[offset..][..wide.len()];
+                    dot_into(wide, run, &mut grad_taps[p * kw + q]);
+                    let grad_run = &mut grad_padded[offset..][..wide.len()];
+                    for (d, &g) in grad_run.iter_mut().zip(wide.iter()) {
+                        *d += tap * g;
+                    }
+                }
+            }
+            flat.add_interior(grad_padded, grad_image);
+            return;
+        }
         let (kh, kw) = walk.kernel;
         let (w, ow, stride) = (walk.w, walk.ow, walk.stride.1);
         for p in 0..kh {

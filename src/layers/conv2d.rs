@@ -528,18 +528,11 @@ impl<F: Real> Conv2d<F> {
             .zip(y.chunks_exact_mut(sample_out.max(1)))
         {
             if geometry.depthwise() {
-                match &self.bias {
-                    Some(bias) => {
-                        for (plane, &b) in y.chunks_exact_mut(pixels).zip(bias) {
-                            plane.fill(b);
-                        }
-                    }
-                    None => y.fill(F::zero()),
-                }
                 let (walk, taps, plane) = (geometry.windows(), kh_kw(geometry), h_w(geometry));
                 for (o, out) in y.chunks_exact_mut(pixels).enumerate() {
                     let image = &x[(o / geometry.group_outputs()) * plane..][..plane];
-                    window_forward(&walk, image, &weight[o * taps..][..taps], out, cols);
+                    let bias = self.bias.as_ref().map_or(F::zero(), |b| b[o]);
+                    window_forward(&walk, image, &weight[o * taps..][..taps], bias, out, cols);
                 }
                 continue;
             }
@@ -598,7 +591,15 @@ impl<F: Real> Conv2d<F> {
                         (&x[c * plane..][..plane], &mut dx[c * plane..][..plane]);
                     let (kernel, grad_kernel) =
                         (&weight[o * taps..][..taps], &mut dw[o * taps..][..taps]);
-                    window_backward(&walk, image, g, kernel, grad_image, grad_kernel);
+                    window_backward(
+                        &walk,
+                        image,
+                        g,
+                        kernel,
+                        grad_image,
+                        grad_kernel,
+                        &mut piece.cols,
+                    );
                 }
                 continue;
             }
