@@ -465,3 +465,68 @@ fn reduce_on_plateau_resumes_from_a_checkpoint() {
     fresh.step(&mut fresh_sgd, 0.9).unwrap();
     assert_eq!(rates(&fresh_sgd), rates(&sgd));
 }
+
+#[test]
+fn hostile_training_checkpoints_never_panic_and_change_nothing_when_refused() {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    let (mut net, mut adamw, mut schedule) = training_run(5);
+    train(&mut net, &mut adamw, &mut schedule, 0..4);
+    let bytes = checkpoint::to_bytes_training(&net, &adamw, &schedule).unwrap();
+    let mut rng = StdRng::seed_from_u64(29);
+    let (mut accepted, mut refused) = (0, 0);
+    for case in 0..400 {
+        let mut hostile = bytes.clone();
+        match case % 4 {
+            0 => hostile.truncate(rng.random_range(0..bytes.len())),
+            1 => {
+                for _ in 0..rng.random_range(1..4) {
+                    let at = rng.random_range(0..hostile.len());
+                    hostile[at] ^= 1 << rng.random_range(0..8);
+                }
+            }
+            2 => {
+                // An 8-byte value of the data rewritten (the schedule's
+                // state is F64): NaN, -1, 2^60, +inf.
+                let header = u64::from_le_bytes(hostile[..8].try_into().unwrap()) as usize;
+                let data = 8 + header;
+                let offset = data + rng.random_range(0..(hostile.len() - data) / 8) * 8;
+                let value = [f64::NAN, -1.0, 2f64.powi(60), f64::INFINITY][rng.random_range(0..4)];
+                hostile[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
+            }
+            _ => {
+                let at = rng.random_range(0..hostile.len());
+                hostile.insert(at, rng.random());
+            }
+        }
+        let (mut n, mut a, mut s) = training_run(7);
+        let before = (
+            ndlayers::state::named_parameters(&n),
+            a.state(),
+            s.state(),
+            a.learning_rate(),
+        );
+        match checkpoint::from_bytes_training(&hostile, &mut n, &mut a, &mut s) {
+            Ok(()) => accepted += 1,
+            Err(_) => {
+                refused += 1;
+                let after = (
+                    ndlayers::state::named_parameters(&n),
+                    a.state(),
+                    s.state(),
+                    a.learning_rate(),
+                );
+                assert!(
+                    before.0 == after.0
+                        && before.1 == after.1
+                        && before.2 == after.2
+                        && before.3 == after.3,
+                    "case {case}: a refused file changed something"
+                );
+            }
+        }
+    }
+    assert!(
+        refused > 0 && accepted + refused > 300,
+        "{accepted} accepted, {refused} refused"
+    );
+}
