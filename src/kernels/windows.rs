@@ -56,14 +56,11 @@ impl Windows {
 /// row's garbage columns left out) take each tap in one loop.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Flat {
-    h: usize,
-    w: usize,
+    /// The walk on the unpadded plane, whose sizes and settings these are.
+    walk: Windows,
     oh: usize,
-    ow: usize,
     wp: usize,
     hp: usize,
-    padding: (usize, usize),
-    dilation: (usize, usize),
 }
 
 // Inlined into the kernels that call them, so compiled for their SIMD level.
@@ -71,13 +68,13 @@ impl Flat {
     /// The flat outputs: rows `wp` apart, the last one `ow` long.
     #[inline(always)]
     fn len(&self) -> usize {
-        (self.oh - 1) * self.wp + self.ow
+        (self.oh - 1) * self.wp + self.walk.ow
     }
 
     /// Where tap `(p, q)` of output 0 reads the padded plane.
     #[inline(always)]
     fn offset(&self, p: usize, q: usize) -> usize {
-        p * self.dilation.0 * self.wp + q * self.dilation.1
+        p * self.walk.dilation.0 * self.wp + q * self.walk.dilation.1
     }
 
     /// The padded plane and the wide outputs, from `scratch`.
@@ -92,17 +89,17 @@ impl Flat {
     /// `image` into the padded plane, zeros around it (every element written once).
     #[inline(always)]
     fn pad<F: Real>(&self, image: &[F], padded: &mut [F]) {
-        let (ph, pw) = self.padding;
+        let (ph, pw) = self.walk.padding;
         let (top, rest) = padded.split_at_mut(ph * self.wp);
-        let (middle, bottom) = rest.split_at_mut(self.h * self.wp);
+        let (middle, bottom) = rest.split_at_mut(self.walk.h * self.wp);
         top.fill(F::zero());
         bottom.fill(F::zero());
         for (row, line) in middle
             .chunks_exact_mut(self.wp)
-            .zip(image.chunks_exact(self.w))
+            .zip(image.chunks_exact(self.walk.w))
         {
             let (left, row) = row.split_at_mut(pw);
-            let (inside, right) = row.split_at_mut(self.w);
+            let (inside, right) = row.split_at_mut(self.walk.w);
             left.fill(F::zero());
             copy_short(line, inside);
             right.fill(F::zero());
@@ -112,8 +109,8 @@ impl Flat {
     /// The outputs `out` (`oh x ow`) into the wide layout.
     #[inline(always)]
     fn widen<F: Real>(&self, out: &[F], wide: &mut [F]) {
-        for (row, line) in wide.chunks_mut(self.wp).zip(out.chunks_exact(self.ow)) {
-            let (values, gap) = row.split_at_mut(self.ow);
+        for (row, line) in wide.chunks_mut(self.wp).zip(out.chunks_exact(self.walk.ow)) {
+            let (values, gap) = row.split_at_mut(self.walk.ow);
             copy_short(line, values);
             gap.fill(F::zero());
         }
@@ -122,8 +119,8 @@ impl Flat {
     /// The wide outputs back into `out`.
     #[inline(always)]
     fn narrow<F: Real>(&self, wide: &[F], out: &mut [F]) {
-        for (row, line) in wide.chunks(self.wp).zip(out.chunks_exact_mut(self.ow)) {
-            copy_short(&row[..self.ow], line);
+        for (row, line) in wide.chunks(self.wp).zip(out.chunks_exact_mut(self.walk.ow)) {
+            copy_short(&row[..self.walk.ow], line);
         }
     }
 }
@@ -132,13 +129,13 @@ impl Flat {
     /// `image +=` the padded plane's interior (the image's pixels).
     #[inline(always)]
     fn add_interior<F: Real>(&self, padded: &[F], image: &mut [F]) {
-        let (ph, pw) = self.padding;
+        let (ph, pw) = self.walk.padding;
         for (row, line) in padded[ph * self.wp..]
             .chunks_exact(self.wp)
-            .zip(image.chunks_exact_mut(self.w))
-            .take(self.h)
+            .zip(image.chunks_exact_mut(self.walk.w))
+            .take(self.walk.h)
         {
-            for (d, &v) in line.iter_mut().zip(&row[pw..pw + self.w]) {
+            for (d, &v) in line.iter_mut().zip(&row[pw..pw + self.walk.w]) {
                 *d += v;
             }
         }
@@ -177,14 +174,10 @@ impl Windows {
         let oh = (hp + 1).checked_sub(self.dilation.0 * (self.kernel.0 - 1) + 1)?;
         (self.stride == (1, 1) && oh > 0 && self.ow > 0 && self.h > 0 && self.w > 0).then_some(
             Flat {
-                h: self.h,
-                w: self.w,
+                walk: *self,
                 oh,
-                ow: self.ow,
                 wp,
                 hp,
-                padding: self.padding,
-                dilation: self.dilation,
             },
         )
     }
