@@ -925,3 +925,121 @@ fn depthwise_convolution_matches_its_definition() {
             .unwrap_or_else(|e| panic!("{kernel:?} {padding:?} {dilation:?}: {e}"));
     }
 }
+
+/// `y`, `dL/dx` and `dL/dW` of `Σ y · g` by the definition, summed in f64
+/// (no bias): the reference for the convolutions too large for PyTorch's
+/// table.
+fn convolution_by_definition(
+    conv: &Conv2d<f64>,
+    x: &Array4<f64>,
+    g: &Array4<f64>,
+    (stride, padding, dilation): ((usize, usize), (usize, usize), (usize, usize)),
+) -> (Array4<f64>, Array4<f64>, Array4<f64>) {
+    let w = conv.weight();
+    let (o, cg, kh, kw) = w.dim();
+    let (_, c, h, wd) = x.dim();
+    let per = o / (c / cg);
+    let mut y = Array4::<f64>::zeros(g.raw_dim());
+    let mut dx = Array4::<f64>::zeros(x.raw_dim());
+    let mut dw = Array4::<f64>::zeros(w.raw_dim());
+    for ((b, oc, i, j), &gv) in g.indexed_iter() {
+        let first = oc / per * cg;
+        for ci in 0..cg {
+            for p in 0..kh {
+                for q in 0..kw {
+                    let r = (i * stride.0 + p * dilation.0) as isize - padding.0 as isize;
+                    let s = (j * stride.1 + q * dilation.1) as isize - padding.1 as isize;
+                    if (0..h as isize).contains(&r) && (0..wd as isize).contains(&s) {
+                        let at = [b, first + ci, r as usize, s as usize];
+                        y[[b, oc, i, j]] += w[[oc, ci, p, q]] * x[at];
+                        dx[at] += w[[oc, ci, p, q]] * gv;
+                        dw[[oc, ci, p, q]] += x[at] * gv;
+                    }
+                }
+            }
+        }
+    }
+    (y, dx, dw)
+}
+
+/// Convolutions whose unrolled windows are computed in several bands of
+/// output rows (about 512 KiB each: here 2 to 4 in f64), against the
+/// definition: whole taps copied at one shift (stride 1 with `ow = w`,
+/// dilations and kernels taller than the padding covers included), and the
+/// row-by-row walk (narrower or wider outputs, stride 2), groups, a
+/// non-square image and images smaller than the padding; forward and both
+/// gradients, every element.
+#[test]
+fn banded_convolutions_match_the_definition() {
+    for (case, kernel, stride, padding, dilation, groups, (h, w)) in [
+        ("same 3x3", (3, 3), (1, 1), (1, 1), (1, 1), 1, (50, 47)),
+        ("dilated rows", (3, 3), (1, 1), (2, 1), (2, 1), 1, (50, 47)),
+        ("5x3, oh < h", (5, 3), (1, 1), (1, 1), (1, 1), 2, (50, 47)),
+        ("no padding", (3, 3), (1, 1), (0, 0), (1, 1), 1, (50, 47)),
+        (
+            "padding past the kernel",
+            (3, 3),
+            (1, 1),
+            (3, 3),
+            (1, 1),
+            1,
+            (50, 47),
+        ),
+        ("stride 2", (3, 3), (2, 2), (1, 1), (1, 1), 2, (50, 47)),
+        ("1x1", (1, 1), (1, 1), (0, 0), (1, 1), 1, (50, 47)),
+        // One band; taps that read nothing or hang past both ends of the plane.
+        (
+            "padding wider than the image",
+            (3, 3),
+            (1, 1),
+            (2, 2),
+            (2, 2),
+            1,
+            (3, 1),
+        ),
+        ("one pixel", (3, 3), (1, 1), (1, 1), (1, 1), 2, (1, 1)),
+    ] {
+        let (n, c, o) = (2, 8, 6);
+        let weight = uniform(Ix4(o, c / groups, kernel.0, kernel.1), 31);
+        let mut conv = Conv2d::from_parameters(weight, None)
+            .and_then(|l| l.with_stride(stride))
+            .and_then(|l| l.with_padding(padding))
+            .and_then(|l| l.with_dilation(dilation))
+            .and_then(|l| l.with_groups(groups))
+            .unwrap();
+        let x = uniform(Ix4(n, c, h, w), 32);
+        let y = conv.forward(x.view()).unwrap();
+        let g = uniform(y.raw_dim(), 33);
+        let dx = conv.backward(g.view()).unwrap();
+        let (want_y, want_dx, want_dw) =
+            convolution_by_definition(&conv, &x, &g, (stride, padding, dilation));
+        for (name, got, want) in [
+            ("y", y.view(), want_y.view()),
+            ("dx", dx.view(), want_dx.view()),
+            ("dW", conv.grad_weight(), want_dw.view()),
+        ] {
+            assert_eq!(got.shape(), want.shape(), "{case}: {name}");
+            let scale = want.iter().fold(1.0_f64, |m, v| m.max(v.abs()));
+            let worst = (&got - &want).iter().fold(0.0_f64, |m, d| m.max(d.abs()));
+            assert!(worst <= 1e-13 * scale, "{case}: {name} off by {worst:e}");
+        }
+        // f32 splits into other bands: the same numbers within its rounding.
+        let mut conv32 = Conv2d::from_parameters(conv.weight().mapv(|v| v as f32), None)
+            .and_then(|l| l.with_stride(stride))
+            .and_then(|l| l.with_padding(padding))
+            .and_then(|l| l.with_dilation(dilation))
+            .and_then(|l| l.with_groups(groups))
+            .unwrap();
+        let y32 = conv32.forward(x.mapv(|v| v as f32).view()).unwrap();
+        let dx32 = conv32.backward(g.mapv(|v| v as f32).view()).unwrap();
+        for (name, got, want) in [
+            ("y", y32.mapv(f64::from), &want_y),
+            ("dx", dx32.mapv(f64::from), &want_dx),
+            ("dW", conv32.grad_weight().mapv(f64::from), &want_dw),
+        ] {
+            let scale = want.iter().fold(1.0_f64, |m, v| m.max(v.abs()));
+            let worst = (&got - want).iter().fold(0.0_f64, |m, d| m.max(d.abs()));
+            assert!(worst <= 1e-5 * scale, "{case}: f32 {name} off by {worst:e}");
+        }
+    }
+}

@@ -48,6 +48,33 @@ impl Windows {
         let j0 = padding.saturating_sub(offset).div_ceil(stride).min(j1);
         (j0, j1, (j0 * stride + offset).saturating_sub(padding))
     }
+
+    /// For a stride-1 walk whose output rows are as wide as the image's
+    /// (`ow == w`, as "same" padding gives), with `oh` output rows: the
+    /// output rows `i0..i1` whose kernel row `p` reads inside the image, and
+    /// the shift `s` with which tap `(p, q)` of flat output `k = i·ow + j`
+    /// reads flat image element `k + s`. That holds for the columns
+    /// [`inside`](Self::inside) gives; the others would read a neighbouring
+    /// row (or outside the plane) and are the caller's to mask. `None` for
+    /// other walks.
+    #[inline(always)]
+    pub(crate) fn shifted_rows(
+        &self,
+        oh: usize,
+        p: usize,
+        q: usize,
+    ) -> Option<(usize, usize, isize)> {
+        if self.stride != (1, 1) || self.ow != self.w {
+            return None;
+        }
+        // Output row i reads image row i + p·dh − ph.
+        let down = p * self.dilation.0;
+        let i1 = (self.h + self.padding.0).saturating_sub(down).min(oh);
+        let i0 = self.padding.0.saturating_sub(down).min(i1);
+        let rows = down as isize - self.padding.0 as isize;
+        let columns = (q * self.dilation.1) as isize - self.padding.1 as isize;
+        Some((i0, i1, rows * self.w as isize + columns))
+    }
 }
 
 /// A stride-1 walk on the zero-padded plane (`hp x wp`), with the outputs

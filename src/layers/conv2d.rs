@@ -2,6 +2,7 @@
 //! `nn.Conv2d` (zero padding), on the crate's matrix products.
 
 use std::fmt;
+use std::ops::Range;
 
 use ndarray::{Array1, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2, Ix4, s};
 use rand::Rng;
@@ -28,11 +29,13 @@ use crate::state::{Entry, EntryMut, Name, StateDict, visit_fields, visit_fields_
 ///
 /// The weight has PyTorch's shape `(out_channels, in_channels / groups, kh,
 /// kw)`, in every accessor, checkpoint and gradient. Each sample and group is
-/// one matrix product on the crate's GEMM: the image's windows unrolled into
-/// the columns of a scratch matrix (`im2col`, `C·kh·kw` rows, `oh·ow`
-/// columns), multiplied by the group's `(out/groups, C·kh·kw)` weight.
-/// Backward: `dL/dW += g · colsᵀ` per sample, `dL/db = Σ g`, and `Wᵀ · g`
-/// scattered back onto the image (`col2im`) for `dL/dx`.
+/// a few matrix products on the crate's GEMM: the image's windows unrolled
+/// into the columns of a scratch matrix (`im2col`, `C·kh·kw` rows, one
+/// column per output pixel of a band of output rows, the bands sized so that
+/// the matrix stays in cache), multiplied by the group's `(out/groups,
+/// C·kh·kw)` weight. Backward: `dL/dW += g · colsᵀ`, `dL/db = Σ g`, and
+/// `Wᵀ · g` scattered back onto the image (`col2im`) for `dL/dx`. Depthwise
+/// convolutions slide the kernel over the image directly.
 ///
 /// # Example
 /// ```
@@ -134,7 +137,7 @@ impl Geometry {
         self.group_channels() * self.kernel.0 * self.kernel.1
     }
 
-    /// Columns of the unrolled windows: the output pixels.
+    /// Output pixels of a plane.
     fn pixels(&self) -> usize {
         self.oh * self.ow
     }
@@ -146,23 +149,84 @@ impl Geometry {
         self.windows().inside(q)
     }
 
+    /// The output rows of one band: the bands split the output plane so that
+    /// a band's unrolled windows (`rows() x band · ow` elements of `F`) take
+    /// about [`BAND_BYTES`], and each product reads the windows, and the
+    /// backward's `Wᵀ · g` is scattered, while they are in cache.
+    fn band_rows<F>(&self) -> usize {
+        let row = self.rows() * self.ow * std::mem::size_of::<F>();
+        (BAND_BYTES / row.max(1)).clamp(1, self.oh.max(1))
+    }
+
+    /// Output pixels of the largest band: the columns of the unrolled windows.
+    fn band_pixels<F>(&self) -> usize {
+        self.band_rows::<F>() * self.ow
+    }
+
+    /// The bands of output rows, in order.
+    fn bands<F>(&self) -> impl Iterator<Item = Range<usize>> + use<F> {
+        let (oh, band) = (self.oh, self.band_rows::<F>());
+        (0..oh)
+            .step_by(band)
+            .map(move |start| start..(start + band).min(oh))
+    }
+
+    /// For a tap `(p, q)` whose output rows read the image at one flat shift
+    /// ([`Windows::shifted_rows`]), within the output rows `band`: the rows
+    /// of the band that read inside the image (counted from the band's
+    /// first), the band's flat outputs that read inside the plane, and the
+    /// image element the first of them reads. The outputs of those rows left
+    /// out of the run lie in the columns outside [`Self::inside`].
+    fn shifted(
+        &self,
+        band: &Range<usize>,
+        p: usize,
+        q: usize,
+    ) -> Option<(Range<usize>, Range<usize>, usize)> {
+        let (i0, i1, shift) = self.windows().shifted_rows(self.oh, p, q)?;
+        let i0 = i0.clamp(band.start, band.end) - band.start;
+        let i1 = i1.clamp(band.start, band.end).max(i0 + band.start) - band.start;
+        // Output k of the band is output k + start·ow of the plane.
+        let shift = shift + (band.start * self.ow) as isize;
+        // The flat outputs k of those rows with k + shift inside the plane.
+        let plane = (self.h * self.w) as isize;
+        let low = ((i0 * self.ow) as isize).max(-shift);
+        let high = ((i1 * self.ow) as isize).min(plane - shift);
+        if high <= low {
+            return Some((i0..i1, 0..0, 0));
+        }
+        Some((i0..i1, low as usize..high as usize, (low + shift) as usize))
+    }
+
     /// `cols = im2col(x)` for the channels of group `group` of one sample `x`
-    /// (row-major `(channels, h, w)`): `cols[(c·kh + p)·kw + q, i·ow + j]`.
-    /// Each output row copies one run of an image row (a `memcpy` at stride
-    /// 1) and zeros where the window hangs over the padding.
-    fn unroll<F: Real>(&self, x: &[F], group: usize, cols: &mut [F]) {
+    /// (row-major `(channels, h, w)`) and the output rows `band`:
+    /// `cols[(c·kh + p)·kw + q, (i - band.start)·ow + j]`. A tap whose rows
+    /// read at one flat shift ([`Self::shifted`]) is one copy; otherwise each
+    /// output row copies one run of an image row. Zeros where the window
+    /// hangs over the padding.
+    fn unroll<F: Real>(&self, x: &[F], group: usize, band: &Range<usize>, cols: &mut [F]) {
         let walk = self.windows();
         let (kh, kw) = self.kernel;
         let (h, w, ow, stride) = (self.h, self.w, self.ow, self.stride.1);
         let first = group * self.group_channels();
-        let mut rows = cols.chunks_exact_mut(self.pixels());
+        let mut rows = cols.chunks_exact_mut(band.len() * ow);
         for c in 0..self.group_channels() {
             let plane = &x[(first + c) * h * w..][..h * w];
             for p in 0..kh {
                 for q in 0..kw {
                     let row = rows.next().expect("rows() rows");
                     let (j0, j1, from) = self.inside(q);
-                    for (i, out) in row.chunks_exact_mut(ow).enumerate() {
+                    if let Some((inside, run, from)) = self.shifted(band, p, q) {
+                        row[run.clone()].copy_from_slice(&plane[from..from + run.len()]);
+                        row[..inside.start * ow].fill(F::zero());
+                        row[inside.end * ow..].fill(F::zero());
+                        for line in row[inside.start * ow..inside.end * ow].chunks_exact_mut(ow) {
+                            line[..j0].fill(F::zero());
+                            line[j1..].fill(F::zero());
+                        }
+                        continue;
+                    }
+                    for (i, out) in band.clone().zip(row.chunks_exact_mut(ow)) {
                         let Some(r) = walk.source_row(i, p) else {
                             out.fill(F::zero());
                             continue;
@@ -187,20 +251,33 @@ impl Geometry {
     }
 
     /// `dx += col2im(cols)`: the transpose of [`Self::unroll`], adding each
-    /// column entry onto the input pixel it was read from.
-    fn scatter<F: Real>(&self, cols: &[F], group: usize, dx: &mut [F]) {
+    /// column entry onto the input pixel it was read from. The columns
+    /// outside [`Self::inside`] of `cols` are overwritten (with zeros, so
+    /// that a tap [`Self::shifted`] serves adds in one run).
+    fn scatter<F: Real>(&self, cols: &mut [F], group: usize, band: &Range<usize>, dx: &mut [F]) {
         let walk = self.windows();
         let (kh, kw) = self.kernel;
         let (h, w, ow, stride) = (self.h, self.w, self.ow, self.stride.1);
         let first = group * self.group_channels();
-        let mut rows = cols.chunks_exact(self.pixels());
+        let mut rows = cols.chunks_exact_mut(band.len() * ow);
         for c in 0..self.group_channels() {
             let plane = &mut dx[(first + c) * h * w..][..h * w];
             for p in 0..kh {
                 for q in 0..kw {
                     let row = rows.next().expect("rows() rows");
                     let (j0, j1, from) = self.inside(q);
-                    for (i, values) in row.chunks_exact(ow).enumerate() {
+                    if let Some((inside, run, from)) = self.shifted(band, p, q) {
+                        for line in row[inside.start * ow..inside.end * ow].chunks_exact_mut(ow) {
+                            line[..j0].fill(F::zero());
+                            line[j1..].fill(F::zero());
+                        }
+                        let line = &mut plane[from..from + run.len()];
+                        for (d, &v) in line.iter_mut().zip(&row[run]) {
+                            *d += v;
+                        }
+                        continue;
+                    }
+                    for (i, values) in band.clone().zip(row.chunks_exact(ow)) {
                         let Some(r) = walk.source_row(i, p) else {
                             continue;
                         };
@@ -224,6 +301,12 @@ impl Geometry {
         }
     }
 }
+
+/// Bytes of unrolled windows a band of output rows aims at
+/// ([`Geometry::band_rows`]): a quarter of a 2 MiB L2 cache, leaving room
+/// for the product's packed operands and, in backward, for `Wᵀ · g` beside
+/// the windows.
+const BAND_BYTES: usize = 1 << 19;
 
 impl<F: Real> Conv2d<F> {
     /// A convolution from `in_channels` to `out_channels` with a kernel of
@@ -517,8 +600,8 @@ impl<F: Real> Conv2d<F> {
 
     /// [`convolve`](Self::convolve) for the samples of `x`, one after another.
     fn convolve_samples(&self, geometry: &Geometry, x: &[F], y: &mut [F], cols: &mut Vec<F>) {
-        let (rows, pixels) = (geometry.rows(), geometry.pixels());
-        cols.resize(rows * pixels, F::zero());
+        let (rows, pixels, ow) = (geometry.rows(), geometry.pixels(), geometry.ow);
+        cols.resize(rows * geometry.band_pixels::<F>(), F::zero());
         let per = geometry.group_outputs();
         let sample_in = geometry.channels * geometry.h * geometry.w;
         let sample_out = geometry.outputs * pixels;
@@ -536,12 +619,16 @@ impl<F: Real> Conv2d<F> {
                 }
                 continue;
             }
-            for group in 0..geometry.groups {
-                geometry.unroll(x, group, cols);
+            for (group, band) in
+                (0..geometry.groups).flat_map(|g| geometry.bands::<F>().map(move |b| (g, b)))
+            {
+                let cols = &mut cols[..rows * band.len() * ow];
+                geometry.unroll(x, group, &band, cols);
                 let cols =
-                    ArrayView2::from_shape((rows, pixels), cols.as_slice()).expect("rows x pixels");
+                    ArrayView2::from_shape((rows, band.len() * ow), &*cols).expect("rows x band");
                 let out = &mut y[group * per * pixels..][..per * pixels];
                 let mut out = ArrayViewMut2::from_shape((per, pixels), out).expect("per x pixels");
+                let mut out = out.slice_mut(s![.., band.start * ow..band.end * ow]);
                 product_into(&self.group_weight(geometry, group), &cols, &mut out, false);
             }
             if let Some(bias) = &self.bias {
@@ -566,8 +653,13 @@ impl<F: Real> Conv2d<F> {
         let (rows, pixels, per) = (geometry.rows(), geometry.pixels(), geometry.group_outputs());
         let sample_in = geometry.channels * geometry.h * geometry.w;
         let sample_out = geometry.outputs * pixels;
-        piece.cols.resize(rows * pixels, F::zero());
-        piece.grad_cols.resize(rows * pixels, F::zero());
+        let ow = geometry.ow;
+        piece
+            .cols
+            .resize(rows * geometry.band_pixels::<F>(), F::zero());
+        piece
+            .grad_cols
+            .resize(rows * geometry.band_pixels::<F>(), F::zero());
         piece.grad_weight.resize(geometry.outputs * rows, F::zero());
         piece.grad_weight.fill(F::zero());
         dx.fill(F::zero());
@@ -600,30 +692,35 @@ impl<F: Real> Conv2d<F> {
                 }
                 continue;
             }
-            for group in 0..geometry.groups {
-                geometry.unroll(x, group, &mut piece.cols);
-                let cols = ArrayView2::from_shape((rows, pixels), piece.cols.as_slice())
-                    .expect("rows x pixels");
+            for (group, band) in
+                (0..geometry.groups).flat_map(|g| geometry.bands::<F>().map(move |b| (g, b)))
+            {
+                let band_pixels = band.len() * ow;
+                let cols = &mut piece.cols[..rows * band_pixels];
+                geometry.unroll(x, group, &band, cols);
+                let cols =
+                    ArrayView2::from_shape((rows, band_pixels), &*cols).expect("rows x band");
                 let g = ArrayView2::from_shape(
                     (per, pixels),
                     &g[group * per * pixels..][..per * pixels],
                 )
                 .expect("per x pixels");
+                let g = g.slice(s![.., band.start * ow..band.end * ow]);
                 // dL/dW_groupᵀ (+)= cols · gᵀ, kept transposed (see `Piece`).
                 let share = &mut piece.grad_weight[group * rows * per..][..rows * per];
                 let mut dw_t = ArrayViewMut2::from_shape((rows, per), share).expect("rows x per");
-                product_into(&cols, &g.t(), &mut dw_t, n > 0);
+                product_into(&cols, &g.t(), &mut dw_t, n > 0 || band.start > 0);
                 // dL/dcols = W_groupᵀ · g, scattered onto the image.
-                let mut dcols =
-                    ArrayViewMut2::from_shape((rows, pixels), piece.grad_cols.as_mut_slice())
-                        .expect("rows x pixels");
+                let grad_cols = &mut piece.grad_cols[..rows * band_pixels];
+                let mut dcols = ArrayViewMut2::from_shape((rows, band_pixels), &mut *grad_cols)
+                    .expect("rows x band");
                 product_into(
                     &self.group_weight(geometry, group).t(),
                     &g,
                     &mut dcols,
                     false,
                 );
-                geometry.scatter(&piece.grad_cols, group, dx);
+                geometry.scatter(grad_cols, group, &band, dx);
             }
         }
     }
@@ -718,7 +815,13 @@ impl<F: Real> Layer<F, Ix4> for Conv2d<F> {
         let dim = Ix4(geometry.batch, geometry.outputs, geometry.oh, geometry.ow);
         let result = try_reuse(&mut output, dim, false, NAME)
             .map(drop)
-            .and_then(|()| try_scratch(&mut Vec::<F>::new(), geometry.rows(), geometry.pixels()));
+            .and_then(|()| {
+                try_scratch(
+                    &mut Vec::<F>::new(),
+                    geometry.rows(),
+                    geometry.band_pixels::<F>(),
+                )
+            });
         if let Err(e) = result {
             (self.input, self.columns) = (cached, scratch);
             return Err(e);
@@ -819,7 +922,11 @@ impl<F: Real> Layer<F, Ix4> for Conv2d<F> {
         let dim = Ix4(geometry.batch, geometry.outputs, geometry.oh, geometry.ow);
         let mut output = None;
         try_reuse(&mut output, dim, false, NAME)?;
-        try_scratch(&mut Vec::<F>::new(), geometry.rows(), geometry.pixels())?;
+        try_scratch(
+            &mut Vec::<F>::new(),
+            geometry.rows(),
+            geometry.band_pixels::<F>(),
+        )?;
         let mut y = output.expect("filled by try_reuse");
         let (xs, ys) = (
             x.as_slice().expect("row-major"),
