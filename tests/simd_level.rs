@@ -3,7 +3,7 @@
 //! checks that each child ran at the level asked for and computed sigmoid,
 //! tanh, GELU and softmax within the documented bounds of the exact values,
 //! and ReLU's gradient (through its one-bit cache, whose packing is written
-//! per target) exactly.
+//! per target) exactly, and BatchNorm2d to the same bits at every level.
 
 use std::process::Command;
 
@@ -28,6 +28,8 @@ fn print_kernels() {
         Softmax::new().infer(x.view()).unwrap(),
         relu_gradient(&x),
     ];
+    let batch_norm = batch_norm(&x);
+    let outputs = outputs.iter().chain(&batch_norm);
     println!("level {:?}", ndlayers::simd_level());
     for output in outputs {
         let bits: Vec<String> = output
@@ -46,7 +48,19 @@ fn relu_gradient(x: &Array2<f32>) -> Array2<f32> {
     relu.backward(g.view()).unwrap()
 }
 
-/// `(level line, five arrays of results)` printed by a child at `level`.
+/// BatchNorm2d in training mode on the inputs as `(4, 4, 8, 8)` images and
+/// the gradient `1 + index`: `y` and `dL/dx` flattened to rows, made by
+/// its `f64` sums (lanes in a fixed order) and unfused arithmetic.
+fn batch_norm(x: &Array2<f32>) -> [Array2<f32>; 2] {
+    let images = x.to_shape((4, 4, 8, 8)).unwrap().to_owned();
+    let mut norm = BatchNorm2d::<f32>::new(4).unwrap();
+    let y = norm.forward(images.view()).unwrap();
+    let g = y.mapv(|_| 1.0) + &images.mapv(|v| v * 0.5);
+    let dx = norm.backward(g.view()).unwrap();
+    [y, dx].map(|a| a.into_shape_with_order((16, 64)).unwrap())
+}
+
+/// `(level line, seven arrays of results)` printed by a child at `level`.
 fn run_at(level: &str) -> (String, Vec<Vec<f32>>) {
     let output = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -91,7 +105,7 @@ fn levels_compute_within_bounds() {
     for (level, expected) in [("best", "Best"), ("avx2", "Avx2"), ("baseline", "Baseline")] {
         let (line, arrays) = run_at(level);
         assert_eq!(line, format!("level {expected}"), "NDLAYERS_SIMD={level}");
-        assert_eq!(arrays.len(), 5);
+        assert_eq!(arrays.len(), 7);
         for (i, (&v, &dx)) in x.iter().zip(&arrays[4]).enumerate() {
             let want = if v > 0.0 { (i + 1) as f32 } else { 0.0 };
             assert_eq!(dx, want, "{level}: ReLU gradient at x = {v}");
@@ -115,6 +129,12 @@ fn levels_compute_within_bounds() {
             }
         }
         results.push(arrays);
+    }
+    // BatchNorm's sums run on the same lanes in the same order at every
+    // level, and nothing in it fuses: the same bits everywhere.
+    for (level, arrays) in ["avx2", "baseline"].iter().zip(&results[1..]) {
+        assert!(arrays[5] == results[0][5], "{level}: BatchNorm y");
+        assert!(arrays[6] == results[0][6], "{level}: BatchNorm dx");
     }
     // AVX2 and AVX-512 both fuse multiply-adds; report whether their bits agree.
     println!(

@@ -22,6 +22,7 @@
 //! | `short_rows.rs` | rows of fewer than [`SHORT_ROW`] elements as two overlapping vectors |
 //! | `softmax.rs` | row-wise softmax and softmin, forward and backward |
 //! | `log_softmax.rs` | row-wise log-softmax, forward and backward |
+//! | `normalize.rs` | batch normalisation over one plane: sums in `f64`, the normalisation and its gradient |
 //! | `windows.rs` | a 2-D kernel slid over an image plane (depthwise convolution), forward and backward |
 //!
 //! The layout-generic entry points ([`map_unary`], [`map_backward`]) take the
@@ -41,22 +42,22 @@
 /// targets up to that level; the outer function picks the copy once per call
 /// (an atomic load), and the copy's own dispatcher the best target it allows.
 macro_rules! simd {
-    ($(#[$attr:meta])* $vis:vis fn $name:ident <$($g:ident : $bound:path),*> ($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident <$($g:ident : $bound:path),*> ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$attr])*
-        $vis fn $name<$($g: $bound),*>($($arg: $ty),*) {
+        $vis fn $name<$($g: $bound),*>($($arg: $ty),*) $(-> $ret)? {
             #[multiversion(targets(
                 "x86_64+avx512f+avx512vl+avx512dq+avx512bw+avx2+fma",
                 "x86_64+avx2+fma",
                 "aarch64+neon"
             ))]
-            fn best<$($g: $bound),*>($($arg: $ty),*) $body
+            fn best<$($g: $bound),*>($($arg: $ty),*) $(-> $ret)? $body
 
             #[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-            fn avx2<$($g: $bound),*>($($arg: $ty),*) $body
+            fn avx2<$($g: $bound),*>($($arg: $ty),*) $(-> $ret)? $body
 
             // No x86-64 target: the default copy, x86-64's baseline (SSE2, no FMA).
             #[multiversion(targets("aarch64+neon"))]
-            fn baseline<$($g: $bound),*>($($arg: $ty),*) $body
+            fn baseline<$($g: $bound),*>($($arg: $ty),*) $(-> $ret)? $body
 
             match crate::kernels::simd_level() {
                 crate::kernels::SimdLevel::Best => best($($arg),*),
@@ -86,6 +87,7 @@ macro_rules! mul_add_flavour {
 
 mod elementwise;
 mod log_softmax;
+mod normalize;
 mod prefetch;
 mod reduce;
 mod short_rows;
@@ -97,6 +99,9 @@ mod windows;
 pub use elementwise::{DerivativeFrom, ElementwiseFn, ElementwiseKernel};
 pub(crate) use elementwise::{forward_slice, map_backward, map_unary, map_unary_in_place};
 pub(crate) use log_softmax::{log_softmax_backward_rows, log_softmax_rows};
+pub(crate) use normalize::{
+    grad_sums_f64, normalize, normalize_backward, squared_deviations_f64, sum_f64,
+};
 pub(crate) use reduce::sum;
 pub(crate) use softmax::{softmax_backward_rows, softmax_rows};
 pub(crate) use steps::{WORD, backward_chunks, forward_chunks};

@@ -10,6 +10,9 @@ use ndarray::{
 
 use crate::buffer::{reuse, try_vec};
 use crate::error::{LayerError, require};
+use crate::kernels::{
+    grad_sums_f64, normalize, normalize_backward, squared_deviations_f64, sum_f64,
+};
 use crate::layer::Layer;
 use crate::real::Real;
 use crate::state::{Entry, EntryMut, Name, StateDict, visit_fields, visit_fields_mut};
@@ -246,9 +249,9 @@ impl<F: Real, D: RemoveAxis> BatchNorm<F, D> {
         // second from cache: a channel's planes are a few hundred KiB at most
         // in the CNNs this is for).
         let planes = || channel_planes(xs, self.channels(), inner, c);
-        let mean = planes().map(|p| sum_f64(p, |x| x)).sum::<f64>() / n as f64;
+        let mean = planes().map(sum_f64).sum::<f64>() / n as f64;
         let var = planes()
-            .map(|p| sum_f64(p, |x| (x - mean) * (x - mean)))
+            .map(|p| squared_deviations_f64(p, mean))
             .sum::<f64>()
             / n as f64;
         let (m, keep) = (self.momentum, F::ONE - self.momentum);
@@ -276,46 +279,6 @@ fn channel_planes<T>(
     xs.chunks_exact(inner.max(1))
         .skip(c)
         .step_by(channels.max(1))
-}
-
-/// `Σ f(x)` over `x` in `f64`, in eight interleaved partial sums, so the
-/// loop runs on SIMD lanes without reordering any one sum's additions.
-fn sum_f64<F: Real>(x: &[F], f: impl Fn(f64) -> f64) -> f64 {
-    let value = |v: F| v.to_f64().unwrap_or(f64::NAN);
-    let mut lanes = [0.0_f64; 8];
-    let chunks = x.chunks_exact(8);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane += f(value(v));
-        }
-    }
-    let mut total = lanes.iter().sum::<f64>();
-    for &v in tail {
-        total += f(value(v));
-    }
-    total
-}
-
-/// `(Σ g, Σ g·x̂)` over one plane, as [`sum_f64`].
-fn sums_f64<F: Real>(g: &[F], xhat: &[F]) -> (f64, f64) {
-    let value = |v: F| v.to_f64().unwrap_or(f64::NAN);
-    let (mut sum_g, mut sum_gx) = ([0.0_f64; 8], [0.0_f64; 8]);
-    let (chunks_g, chunks_x) = (g.chunks_exact(8), xhat.chunks_exact(8));
-    let (tail_g, tail_x) = (chunks_g.remainder(), chunks_x.remainder());
-    for (cg, cx) in chunks_g.zip(chunks_x) {
-        for k in 0..8 {
-            let (g, x) = (value(cg[k]), value(cx[k]));
-            sum_g[k] += g;
-            sum_gx[k] += g * x;
-        }
-    }
-    let (mut total_g, mut total_gx) = (sum_g.iter().sum::<f64>(), sum_gx.iter().sum::<f64>());
-    for (&g, &x) in tail_g.iter().zip(tail_x) {
-        total_g += value(g);
-        total_gx += value(g) * value(x);
-    }
-    (total_g, total_gx)
 }
 
 impl<F: Real, D: RemoveAxis> Layer<F, D> for BatchNorm<F, D> {
@@ -358,10 +321,7 @@ impl<F: Real, D: RemoveAxis> Layer<F, D> for BatchNorm<F, D> {
                 )
                 .zip(channel_planes(xs, channels, inner, c));
             for ((xhat, y), x) in planes {
-                for ((xhat, y), &x) in xhat.iter_mut().zip(y.iter_mut()).zip(x) {
-                    *xhat = (x - mean) * rstd;
-                    *y = *xhat * w + b;
-                }
+                normalize(x, (mean, rstd), (w, b), xhat, y);
             }
         }
         if self.training && n > 0 {
@@ -399,7 +359,7 @@ impl<F: Real, D: RemoveAxis> Layer<F, D> for BatchNorm<F, D> {
             for (g, xhat) in channel_planes(gs, channels, inner, c)
                 .zip(channel_planes(xhats, channels, inner, c))
             {
-                let (a, b) = sums_f64(g, xhat);
+                let (a, b) = grad_sums_f64(g, xhat);
                 sum_g += a;
                 sum_gx += b;
             }
@@ -413,16 +373,9 @@ impl<F: Real, D: RemoveAxis> Layer<F, D> for BatchNorm<F, D> {
                 .step_by(channels.max(1))
                 .zip(channel_planes(gs, channels, inner, c))
                 .zip(channel_planes(xhats, channels, inner, c));
+            let means = self.batch_statistics.then_some((mean_g, mean_gx));
             for ((dx, g), xhat) in planes {
-                if self.batch_statistics {
-                    for ((dx, &g), &xhat) in dx.iter_mut().zip(g).zip(xhat) {
-                        *dx = scale * (g - mean_g - xhat * mean_gx);
-                    }
-                } else {
-                    for (dx, &g) in dx.iter_mut().zip(g) {
-                        *dx = scale * g;
-                    }
-                }
+                normalize_backward(g, xhat, scale, means, dx);
             }
         }
         Ok(grad_input.view())
