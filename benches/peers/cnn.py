@@ -3,7 +3,8 @@ kernels) and JAX (jit), float32, one thread: LeNet-5 training step at batch
 64, and forward + backward of a 3x3 convolution 64->64 (32x32, batch 32), a
 depthwise 3x3 (64 channels, 56x56, batch 8), BatchNorm2d and MaxPool2d 2x2 on
 (32, 64, 32, 32). Prints milliseconds per iteration (the median of timed
-runs, as criterion's estimate is), one line per case and library.
+runs, as criterion's estimate is), one line per case and library. Each
+step returns the forward's output with the gradients, in every library.
 
 Set up once, outside the repository (never needed by cargo test):
     python3 -m venv /tmp/peers && /tmp/peers/bin/pip install torch jax numpy
@@ -107,10 +108,13 @@ def jax_cases():
         y, vjp = jax.vjp(f, params, x)
         g = jnp.ones_like(y)
 
+        # The output is returned with the gradients: a forward whose output
+        # nobody reads would be dropped by XLA (it timed only the backward's
+        # work before), while PyTorch and ndlayers write it.
         @jax.jit
         def step(params, x):
             y, vjp = jax.vjp(f, params, x)
-            return vjp(g)
+            return y, vjp(g)
 
         print(f"{name} jax {median_ms(lambda: jax.block_until_ready(step(params, x))):.3f}", flush=True)
 
