@@ -102,7 +102,7 @@ pub(crate) use log_softmax::{log_softmax_backward_rows, log_softmax_rows};
 pub(crate) use normalize::{
     grad_sums_f64, normalize, normalize_backward, squared_deviations_f64, sum_f64,
 };
-pub(crate) use reduce::sum;
+pub(crate) use reduce::{sum, total};
 pub(crate) use softmax::{softmax_backward_rows, softmax_rows};
 pub(crate) use steps::{WORD, backward_chunks, forward_chunks};
 pub(crate) use windows::{Windows, window_backward, window_forward};

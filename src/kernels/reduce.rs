@@ -1,6 +1,8 @@
 //! Reductions over slices with independent accumulators: maxima, dot
 //! products, compensated sums, and the balanced trees that combine lanes.
 
+use multiversion::multiversion;
+
 use super::{LANES, Slot};
 use crate::math::two_sum;
 use crate::real::Real;
@@ -140,6 +142,14 @@ pub(crate) fn sum<F: Real>(x: &[F]) -> F {
         *s += e;
     }
     pairwise_total(total)
+}
+
+simd! {
+    /// [`sum`] on its own, compiled for each SIMD level: for callers outside
+    /// the kernels (a bias gradient's planes).
+    pub(crate) fn total<F: Real>(x: &[F]) -> F {
+        sum(x)
+    }
 }
 
 #[inline(always)]

@@ -810,7 +810,12 @@ impl<F: Real> Layer<F, Ix4> for Conv2d<F> {
         // The input, row-major, kept for backward.
         let mut cached = self.input.take();
         let x = reuse(&mut cached, input.raw_dim(), false);
-        x.assign(&input);
+        // A plain copy when both are contiguous (`assign` went element by
+        // element at about two thirds of its speed).
+        match (x.as_slice_mut(), input.as_slice()) {
+            (Some(to), Some(from)) => to.copy_from_slice(from),
+            _ => x.assign(&input),
+        }
         let (mut output, mut scratch) = (self.output.take(), std::mem::take(&mut self.columns));
         let dim = Ix4(geometry.batch, geometry.outputs, geometry.oh, geometry.ow);
         let result = try_reuse(&mut output, dim, false, NAME)
@@ -908,7 +913,7 @@ impl<F: Real> Layer<F, Ix4> for Conv2d<F> {
             grad_bias.fill(F::zero());
             for sample in gs.chunks_exact(sample_out.max(1)) {
                 for (b, plane) in grad_bias.iter_mut().zip(sample.chunks_exact(pixels.max(1))) {
-                    *b += crate::kernels::sum(plane);
+                    *b += crate::kernels::total(plane);
                 }
             }
         }
