@@ -153,17 +153,23 @@ impl Flat {
 }
 
 impl Flat {
-    /// `image +=` the padded plane's interior (the image's pixels).
+    /// `image +=` the padded plane's interior (the image's pixels), or
+    /// `image =` it with `overwrite`.
     #[inline(always)]
-    fn add_interior<F: Real>(&self, padded: &[F], image: &mut [F]) {
+    fn add_interior<F: Real>(&self, padded: &[F], image: &mut [F], overwrite: bool) {
         let (ph, pw) = self.walk.padding;
         for (row, line) in padded[ph * self.wp..]
             .chunks_exact(self.wp)
             .zip(image.chunks_exact_mut(self.walk.w))
             .take(self.walk.h)
         {
-            for (d, &v) in line.iter_mut().zip(&row[pw..pw + self.walk.w]) {
-                *d += v;
+            let row = &row[pw..pw + self.walk.w];
+            if overwrite {
+                copy_short(row, line);
+            } else {
+                for (d, &v) in line.iter_mut().zip(row) {
+                    *d += v;
+                }
             }
         }
     }
@@ -277,8 +283,9 @@ simd! {
 
 simd! {
     /// The backward of [`window_forward`] for one plane: `grad_image +=`
-    /// each tap times the rows of `g` it produced, and `grad_taps +=` each
-    /// tap's dot product of `g` with the image runs it read ([`LANES`]
+    /// each tap times the rows of `g` it produced (`grad_image =` that sum
+    /// with `overwrite`: whatever it held is not read), and `grad_taps +=`
+    /// each tap's dot product of `g` with the image runs it read ([`LANES`]
     /// accumulators, as every reduction of the crate).
     pub(crate) fn window_backward<F: Real>(
         walk: &Windows,
@@ -286,6 +293,7 @@ simd! {
         g: &[F],
         taps: &[F],
         grad_image: &mut [F],
+        overwrite: bool,
         grad_taps: &mut [F],
         scratch: &mut Vec<F>,
     ) {
@@ -312,8 +320,11 @@ simd! {
                     }
                 }
             }
-            flat.add_interior(grad_padded, grad_image);
+            flat.add_interior(grad_padded, grad_image, overwrite);
             return;
+        }
+        if overwrite {
+            grad_image.fill(F::zero());
         }
         let (kh, kw) = walk.kernel;
         let (w, ow, stride) = (walk.w, walk.ow, walk.stride.1);

@@ -662,7 +662,10 @@ impl<F: Real> Conv2d<F> {
             .resize(rows * geometry.band_pixels::<F>(), F::zero());
         piece.grad_weight.resize(geometry.outputs * rows, F::zero());
         piece.grad_weight.fill(F::zero());
-        dx.fill(F::zero());
+        if !geometry.depthwise() {
+            // The depthwise path writes each plane's first gradient.
+            dx.fill(F::zero());
+        }
         let samples = x
             .chunks_exact(sample_in.max(1))
             .zip(g.chunks_exact(sample_out.max(1)));
@@ -686,6 +689,7 @@ impl<F: Real> Conv2d<F> {
                         g,
                         kernel,
                         grad_image,
+                        o % geometry.group_outputs() == 0,
                         grad_kernel,
                         &mut piece.cols,
                     );
