@@ -282,21 +282,22 @@ simd! {
 }
 
 simd! {
-    /// The backward of [`window_forward`] for one plane: `grad_image +=`
-    /// each tap times the rows of `g` it produced (`grad_image =` that sum
-    /// with `overwrite`: whatever it held is not read), and `grad_taps +=`
-    /// each tap's dot product of `g` with the image runs it read ([`LANES`]
-    /// accumulators, as every reduction of the crate).
+    /// The backward of [`window_forward`] for one plane, with `grad =
+    /// (grad_image, overwrite)`: `grad_image +=` each tap times the rows of
+    /// `g` it produced (`grad_image =` that sum with `overwrite`: whatever
+    /// it held is not read), and `grad_taps +=` each tap's dot product of
+    /// `g` with the image runs it read ([`LANES`] accumulators, as every
+    /// reduction of the crate).
     pub(crate) fn window_backward<F: Real>(
         walk: &Windows,
         image: &[F],
         g: &[F],
         taps: &[F],
-        grad_image: &mut [F],
-        overwrite: bool,
+        grad: (&mut [F], bool),
         grad_taps: &mut [F],
         scratch: &mut Vec<F>,
     ) {
+        let (grad_image, overwrite) = grad;
         if let Some(flat) = walk.flat() {
             // As in the forward: the image and its gradient padded, `g`
             // widened (zeros in its gap columns, which so add nothing).

@@ -688,8 +688,7 @@ impl<F: Real> Conv2d<F> {
                         image,
                         g,
                         kernel,
-                        grad_image,
-                        o % geometry.group_outputs() == 0,
+                        (grad_image, o % geometry.group_outputs() == 0),
                         grad_kernel,
                         &mut piece.cols,
                     );
