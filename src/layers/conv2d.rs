@@ -567,8 +567,18 @@ impl<F: Real> Conv2d<F> {
     /// `y = conv(x)` for row-major `x`, into row-major `y`, with one
     /// scratch vector per piece of the batch ([`pieces`]; split across
     /// threads with the `rayon` feature).
-    fn convolve(&self, geometry: &Geometry, x: &[F], y: &mut [F], scratch: &mut Vec<Vec<F>>) {
+    fn convolve(
+        &self,
+        geometry: &Geometry,
+        x: &[F],
+        keep: Option<&mut [F]>,
+        y: &mut [F],
+        scratch: &mut Vec<Vec<F>>,
+    ) {
         if x.is_empty() || y.is_empty() {
+            if let Some(keep) = keep {
+                keep.copy_from_slice(x);
+            }
             // No pixel to read (every window is padding) or none to write:
             // the output is the bias.
             for (plane, o) in y
@@ -585,31 +595,45 @@ impl<F: Real> Conv2d<F> {
         let sample_out = geometry.outputs * geometry.pixels();
         let work = x
             .chunks(per * sample_in)
+            .zip(chunks_of(keep, per * sample_in))
             .zip(y.chunks_mut(per * sample_out))
             .zip(scratch.iter_mut());
         #[cfg(feature = "rayon")]
         {
             use rayon::prelude::*;
             let work: Vec<_> = work.collect();
-            work.into_par_iter()
-                .for_each(|((x, y), cols)| self.convolve_samples(geometry, x, y, cols));
+            work.into_par_iter().for_each(|(((x, keep), y), cols)| {
+                self.convolve_samples(geometry, x, keep, y, cols)
+            });
         }
         #[cfg(not(feature = "rayon"))]
-        work.for_each(|((x, y), cols)| self.convolve_samples(geometry, x, y, cols));
+        work.for_each(|(((x, keep), y), cols)| self.convolve_samples(geometry, x, keep, y, cols));
     }
 
-    /// [`convolve`](Self::convolve) for the samples of `x`, one after another.
-    fn convolve_samples(&self, geometry: &Geometry, x: &[F], y: &mut [F], cols: &mut Vec<F>) {
+    /// [`convolve`](Self::convolve) for the samples of `x`, one after
+    /// another, each copied into `keep` first if given.
+    fn convolve_samples(
+        &self,
+        geometry: &Geometry,
+        x: &[F],
+        keep: Option<&mut [F]>,
+        y: &mut [F],
+        cols: &mut Vec<F>,
+    ) {
         let (rows, pixels, ow) = (geometry.rows(), geometry.pixels(), geometry.ow);
         cols.resize(rows * geometry.band_pixels::<F>(), F::zero());
         let per = geometry.group_outputs();
         let sample_in = geometry.channels * geometry.h * geometry.w;
         let sample_out = geometry.outputs * pixels;
         let weight = self.weight.as_slice().expect("row-major weight");
-        for (x, y) in x
+        let samples = x
             .chunks_exact(sample_in.max(1))
-            .zip(y.chunks_exact_mut(sample_out.max(1)))
-        {
+            .zip(chunks_of(keep, sample_in.max(1)))
+            .zip(y.chunks_exact_mut(sample_out.max(1)));
+        for ((x, keep), y) in samples {
+            if let Some(keep) = keep {
+                keep.copy_from_slice(x);
+            }
             if geometry.depthwise() {
                 let (walk, taps, plane) = (geometry.windows(), kh_kw(geometry), h_w(geometry));
                 for (o, out) in y.chunks_exact_mut(pixels).enumerate() {
@@ -729,6 +753,14 @@ impl<F: Real> Conv2d<F> {
     }
 }
 
+/// `slice` in chunks of `len`, each `Some`, then `None` for ever (no slice).
+fn chunks_of<F>(slice: Option<&mut [F]>, len: usize) -> impl Iterator<Item = Option<&mut [F]>> {
+    let chunks = slice
+        .into_iter()
+        .flat_map(move |s| s.chunks_mut(len.max(1)));
+    chunks.map(Some).chain(std::iter::repeat_with(|| None))
+}
+
 /// Taps of the kernel.
 fn kh_kw(geometry: &Geometry) -> usize {
     geometry.kernel.0 * geometry.kernel.1
@@ -811,13 +843,12 @@ impl<F: Real> Layer<F, Ix4> for Conv2d<F> {
     fn forward_view(&mut self, input: ArrayView4<'_, F>) -> Result<ArrayView4<'_, F>, LayerError> {
         let geometry = self.geometry(input.shape())?;
         // The input, row-major, kept for backward.
+        // A row-major input is copied sample by sample as it is convolved
+        // (read once, while in cache); any other layout is copied first.
         let mut cached = self.input.take();
         let x = reuse(&mut cached, input.raw_dim(), false);
-        // A plain copy when both are contiguous (`assign` went element by
-        // element at about two thirds of its speed).
-        match (x.as_slice_mut(), input.as_slice()) {
-            (Some(to), Some(from)) => to.copy_from_slice(from),
-            _ => x.assign(&input),
+        if input.as_slice().is_none() {
+            x.assign(&input);
         }
         let (mut output, mut scratch) = (self.output.take(), std::mem::take(&mut self.columns));
         let dim = Ix4(geometry.batch, geometry.outputs, geometry.oh, geometry.ow);
@@ -831,15 +862,17 @@ impl<F: Real> Layer<F, Ix4> for Conv2d<F> {
                 )
             });
         if let Err(e) = result {
+            x.assign(&input);
             (self.input, self.columns) = (cached, scratch);
             return Err(e);
         }
         let y = output.as_mut().expect("filled by try_reuse");
-        let (xs, ys) = (
-            x.as_slice().expect("row-major"),
-            y.as_slice_mut().expect("row-major"),
-        );
-        self.convolve(&geometry, xs, ys, &mut scratch);
+        let ys = y.as_slice_mut().expect("row-major");
+        let x = x.as_slice_mut().expect("row-major");
+        match input.as_slice() {
+            Some(from) => self.convolve(&geometry, from, Some(x), ys, &mut scratch),
+            None => self.convolve(&geometry, x, None, ys, &mut scratch),
+        }
         (self.input, self.output, self.columns) = (cached, output, scratch);
         Ok(self.output.as_ref().expect("filled by try_reuse").view())
     }
@@ -940,7 +973,7 @@ impl<F: Real> Layer<F, Ix4> for Conv2d<F> {
             x.as_slice().expect("row-major"),
             y.as_slice_mut().expect("row-major"),
         );
-        self.convolve(&geometry, xs, ys, &mut Vec::new());
+        self.convolve(&geometry, xs, None, ys, &mut Vec::new());
         Ok(y)
     }
 }
