@@ -145,6 +145,7 @@ impl Geometry {
     /// The output columns `j0..j1` whose kernel tap `q` reads inside a row of
     /// the image, and the image column that `j0` reads: column `j` reads
     /// `j·sw + q·dw - pw`, so the range is where that lies in `0..w`.
+    #[inline]
     fn inside(&self, q: usize) -> (usize, usize, usize) {
         self.windows().inside(q)
     }
@@ -155,7 +156,16 @@ impl Geometry {
     /// backward's `Wᵀ · g` is scattered, while they are in cache.
     fn band_rows<F>(&self) -> usize {
         let row = self.rows() * self.ow * std::mem::size_of::<F>();
-        (BAND_BYTES / row.max(1)).clamp(1, self.oh.max(1))
+        let rows = (BAND_BYTES / row.max(1)).clamp(1, self.oh.max(1));
+        // Rounded down to a multiple of 64 pixels where that leaves some:
+        // the GEMM's AVX-512 tiles are 64 pixels tall, and a remainder runs
+        // on a slower edge kernel.
+        let step = 64 / gcd(self.ow.max(1), 64);
+        if rows >= step && rows < self.oh {
+            rows / step * step
+        } else {
+            rows
+        }
     }
 
     /// Output pixels of the largest band: the columns of the unrolled windows.
@@ -177,6 +187,7 @@ impl Geometry {
     /// first), the band's flat outputs that read inside the plane, and the
     /// image element the first of them reads. The outputs of those rows left
     /// out of the run lie in the columns outside [`Self::inside`].
+    #[inline]
     fn shifted(
         &self,
         band: &Range<usize>,
@@ -751,6 +762,11 @@ impl<F: Real> Conv2d<F> {
             }
         }
     }
+}
+
+/// The greatest common divisor of `a` and `b`.
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// `slice` in chunks of `len`, each `Some`, then `None` for ever (no slice).
