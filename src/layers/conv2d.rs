@@ -181,6 +181,12 @@ impl Geometry {
             .map(move |start| start..(start + band).min(oh))
     }
 
+    /// Each group with each of its bands, in order.
+    fn group_bands<F>(&self) -> impl Iterator<Item = (usize, Range<usize>)> + use<F> {
+        let geometry = *self;
+        (0..self.groups).flat_map(move |g| geometry.bands::<F>().map(move |b| (g, b)))
+    }
+
     /// For a tap `(p, q)` whose output rows read the image at one flat shift
     /// ([`Windows::shifted_rows`]), within the output rows `band`: the rows
     /// of the band that read inside the image (counted from the band's
@@ -654,9 +660,7 @@ impl<F: Real> Conv2d<F> {
                 }
                 continue;
             }
-            for (group, band) in
-                (0..geometry.groups).flat_map(|g| geometry.bands::<F>().map(move |b| (g, b)))
-            {
+            for (group, band) in geometry.group_bands::<F>() {
                 let cols = &mut cols[..rows * band.len() * ow];
                 geometry.unroll(x, group, &band, cols);
                 let cols =
@@ -730,9 +734,7 @@ impl<F: Real> Conv2d<F> {
                 }
                 continue;
             }
-            for (group, band) in
-                (0..geometry.groups).flat_map(|g| geometry.bands::<F>().map(move |b| (g, b)))
-            {
+            for (group, band) in geometry.group_bands::<F>() {
                 let band_pixels = band.len() * ow;
                 let cols = &mut piece.cols[..rows * band_pixels];
                 geometry.unroll(x, group, &band, cols);
